@@ -1,0 +1,238 @@
+"""
+Settings for istore, read from the environment in this one place.
+
+Every variable has a safe, local default (SQLite and local disk under
+``ISTORE_DATA_DIR``, no anonymous writes, no ``file://`` roots, no loopback
+sources) and a line in ``docs/configuration.md``. Booleans are ``true`` /
+``false``; lists are comma-separated.
+"""
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name, default):
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    value = value.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false, not {value!r}")
+
+
+def env_int(name, default):
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, not {value!r}") from None
+
+
+def env_float(name, default):
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, not {value!r}") from None
+
+
+def env_list(name, default=()):
+    value = os.environ.get(name)
+    if value is None:
+        return list(default)
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+# --- Django core -------------------------------------------------------------
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is required unless DJANGO_DEBUG=true (make run and make test set it)."
+        )
+    SECRET_KEY = "istore-insecure-development-key-" + "x" * 32
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+ISTORE_DATA_DIR = Path(os.environ.get("ISTORE_DATA_DIR", BASE_DIR / "var")).resolve()
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "objects",
+    "processing",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "istore_site.urls"
+WSGI_APPLICATION = "istore_site.wsgi.application"
+# Keys are paths verbatim: never redirect /a to /a/ or merge anything.
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ----------------------------------------------------------------
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL") or f"sqlite:///{ISTORE_DATA_DIR / 'istore.sqlite3'}",
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets readers run beside the one writer; IMMEDIATE takes the write
+    # lock when a transaction starts, so two workers never deadlock upgrading
+    # a read lock; the busy timeout makes a writer wait instead of failing.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    if DATABASES["default"].get("TEST") is None:
+        DATABASES["default"]["TEST"] = {}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Storage -----------------------------------------------------------------
+
+ISTORE_STORAGE = os.environ.get("ISTORE_STORAGE", "local")
+if ISTORE_STORAGE == "local":
+    content_storage = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(ISTORE_DATA_DIR / "content")},
+    }
+elif ISTORE_STORAGE == "s3":
+    content_storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": os.environ.get("ISTORE_S3_BUCKET", "istore"),
+            "endpoint_url": os.environ.get("ISTORE_S3_ENDPOINT_URL") or None,
+            "region_name": os.environ.get("ISTORE_S3_REGION") or None,
+            "access_key": os.environ.get("AWS_ACCESS_KEY_ID") or None,
+            "secret_key": os.environ.get("AWS_SECRET_ACCESS_KEY") or None,
+            "location": os.environ.get("ISTORE_S3_PREFIX", ""),
+            "file_overwrite": True,
+            "default_acl": None,
+            "querystring_auth": False,
+        },
+    }
+else:
+    raise ImproperlyConfigured(f"ISTORE_STORAGE must be local or s3, not {ISTORE_STORAGE!r}")
+
+STORAGES = {
+    "default": content_storage,
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+STATIC_URL = "/_static/"
+STATIC_ROOT = ISTORE_DATA_DIR / "static"
+
+# Uploads: files past 2.5 MB spool to disk, never to memory.
+FILE_UPLOAD_TEMP_DIR = os.environ.get("ISTORE_UPLOAD_TEMP_DIR") or None
+DATA_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
+
+# --- Internationalisation ----------------------------------------------------
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- REST framework ----------------------------------------------------------
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.TokenAuthentication"],
+    "UNAUTHENTICATED_USER": None,
+}
+
+# --- Security behind a proxy --------------------------------------------------
+
+if env_bool("ISTORE_BEHIND_TLS_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = env_bool("ISTORE_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = env_int("ISTORE_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+
+# --- istore ------------------------------------------------------------------
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+
+ISTORE_PUBLIC_READ = env_bool("ISTORE_PUBLIC_READ", True)
+ISTORE_ALLOW_ANONYMOUS_WRITES = env_bool("ISTORE_ALLOW_ANONYMOUS_WRITES", False)
+ISTORE_FILE_ROOTS = env_list("ISTORE_FILE_ROOTS")
+ISTORE_ALLOW_LOOPBACK_SOURCES = env_bool("ISTORE_ALLOW_LOOPBACK_SOURCES", False)
+ISTORE_ALLOW_PRIVATE_SOURCES = env_bool("ISTORE_ALLOW_PRIVATE_SOURCES", True)
+ISTORE_ALLOWED_SOURCES = env_list("ISTORE_ALLOWED_SOURCES")
+
+ISTORE_CACHE_DIR = Path(os.environ.get("ISTORE_CACHE_DIR") or ISTORE_DATA_DIR / "cache")
+ISTORE_CACHE_MAX_BYTES = env_int("ISTORE_CACHE_MAX_BYTES", 10 * GiB)
+ISTORE_CACHE_DERIVATIVES = env_bool("ISTORE_CACHE_DERIVATIVES", True)
+ISTORE_REDIS_URL = os.environ.get("ISTORE_REDIS_URL", "")
+
+ISTORE_MAX_SOURCE_BYTES = env_int("ISTORE_MAX_SOURCE_BYTES", 5 * GiB)
+ISTORE_MAX_SOURCE_PIXELS = env_int("ISTORE_MAX_SOURCE_PIXELS", 50_000_000)
+ISTORE_MAX_OUTPUT_PIXELS = env_int("ISTORE_MAX_OUTPUT_PIXELS", 50_000_000)
+ISTORE_MAX_METADATA_BYTES = env_int("ISTORE_MAX_METADATA_BYTES", 1 * MiB)
+ISTORE_MAX_UPLOAD_BYTES = env_int("ISTORE_MAX_UPLOAD_BYTES", 5 * GiB)
+ISTORE_MAX_SELF_DEPTH = env_int("ISTORE_MAX_SELF_DEPTH", 8)
+ISTORE_MAX_REDIRECTS = env_int("ISTORE_MAX_REDIRECTS", 5)
+ISTORE_CONNECT_TIMEOUT = env_float("ISTORE_CONNECT_TIMEOUT", 5.0)
+ISTORE_READ_TIMEOUT = env_float("ISTORE_READ_TIMEOUT", 30.0)
+ISTORE_FFMPEG_TIMEOUT = env_float("ISTORE_FFMPEG_TIMEOUT", 30.0)
+ISTORE_FFMPEG_BINARY = os.environ.get("ISTORE_FFMPEG_BINARY", "")
+ISTORE_ACCEL_REDIRECT = os.environ.get("ISTORE_ACCEL_REDIRECT", "")
+
+# --- Logging -----------------------------------------------------------------
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("ISTORE_LOG_LEVEL", "WARNING")},
+}

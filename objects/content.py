@@ -1,0 +1,151 @@
+"""
+Uploaded content: streaming request bodies into the configured storage.
+
+Bytes go to a temporary file on disk while their SHA-256 is computed (the
+strong ETag), never into memory, then into ``default_storage`` under a fresh
+random name that no key can steer. The caller swaps the item's content name
+inside its transaction and deletes the old blob only after commit, so a failed
+or interrupted upload leaves the previous content in place.
+"""
+import hashlib
+import mimetypes
+import os
+import uuid
+from dataclasses import dataclass
+
+import filetype
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.core.files.uploadedfile import TemporaryUploadedFile
+
+from istore_site.errors import BadRequest, PayloadTooLarge
+
+CHUNK = 256 * 1024
+FALLBACK_TYPE = "application/octet-stream"
+
+
+@dataclass
+class StoredContent:
+    name: str
+    size: int
+    content_type: str
+    etag: str
+
+
+def too_large(size):
+    return PayloadTooLarge(
+        f"The upload is {size} bytes or more; ISTORE_MAX_UPLOAD_BYTES allows "
+        f"{settings.ISTORE_MAX_UPLOAD_BYTES} bytes.",
+        code="upload_too_large",
+    )
+
+
+def new_content_name():
+    token = uuid.uuid4().hex
+    return f"content/{token[:2]}/{token[2:4]}/{token}"
+
+
+def sniff_type(head, key):
+    """A content type from the first bytes, then from the key's extension."""
+    kind = filetype.guess(head) if head else None
+    if kind is not None:
+        return kind.mime
+    guessed, _ = mimetypes.guess_type(key.rsplit("/", 1)[-1], strict=False)
+    return guessed or FALLBACK_TYPE
+
+
+def _store_temp_file(temp, key, content_type, digest, size, head):
+    """Move a finished temporary file into storage and describe it."""
+    if not content_type or content_type == FALLBACK_TYPE:
+        content_type = sniff_type(head, key)
+    temp.seek(0)
+    name = default_storage.save(new_content_name(), temp)
+    return StoredContent(name, size, content_type, digest)
+
+
+def store_stream(read, key, content_type, expected_length=None):
+    """Stream ``read(n)`` chunks into storage; return a StoredContent."""
+    limit = settings.ISTORE_MAX_UPLOAD_BYTES
+    if expected_length is not None and expected_length > limit:
+        raise too_large(expected_length)
+    temp = TemporaryUploadedFile("upload", content_type or FALLBACK_TYPE, 0, None)
+    try:
+        digest = hashlib.sha256()
+        size = 0
+        head = b""
+        while True:
+            chunk = read(CHUNK)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > limit:
+                raise too_large(size)
+            if len(head) < 8192:
+                head += chunk[: 8192 - len(head)]
+            digest.update(chunk)
+            temp.write(chunk)
+        if expected_length is not None and size != expected_length:
+            raise BadRequest(
+                f"The body ended after {size} of {expected_length} bytes; nothing was stored.",
+                code="incomplete_upload",
+            )
+        temp.size = size
+        temp.flush()
+        return _store_temp_file(temp, key, content_type, digest.hexdigest(), size, head)
+    finally:
+        _close_quietly(temp)
+
+
+def store_uploaded_file(uploaded, key):
+    """Store a file Django parsed from a multipart body."""
+    if uploaded.size > settings.ISTORE_MAX_UPLOAD_BYTES:
+        raise too_large(uploaded.size)
+    digest = hashlib.sha256()
+    head = b""
+    uploaded.seek(0)
+    for chunk in uploaded.chunks(CHUNK):
+        if len(head) < 8192:
+            head += chunk[: 8192 - len(head)]
+        digest.update(chunk)
+    content_type = uploaded.content_type
+    if not content_type or content_type == FALLBACK_TYPE:
+        content_type = sniff_type(head, uploaded.name or key)
+    uploaded.seek(0)
+    name = default_storage.save(new_content_name(), uploaded)
+    return StoredContent(name, uploaded.size, content_type, digest.hexdigest())
+
+
+def delete_content(name):
+    """Delete a blob; a blob already gone is not an error."""
+    if name:
+        try:
+            default_storage.delete(name)
+        except FileNotFoundError:
+            pass
+
+
+def open_content(name):
+    return default_storage.open(name, "rb")
+
+
+def local_path(name):
+    """The blob's path on this machine, or None when storage is remote."""
+    try:
+        return default_storage.path(name)
+    except NotImplementedError:
+        return None
+
+
+def _close_quietly(temp):
+    try:
+        temp.close()
+    except (OSError, FileNotFoundError):
+        pass
+    path = getattr(temp, "temporary_file_path", lambda: None)()
+    if path and os.path.exists(path):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+

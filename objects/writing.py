@@ -1,0 +1,204 @@
+"""
+Writes to the namespace: create, merge, replace, delete, delete a tree, and
+bulk upserts.
+
+These functions own transactions and locking; the views, the admin and the
+management commands all call them. On PostgreSQL a row lock serialises writers
+of one key and a unique violation inside a savepoint turns a racing creator
+into an updater; on SQLite every write transaction is IMMEDIATE (settings), so
+writers are serialised by the database itself. Either way, N concurrent
+creators of one key give exactly one ``created`` and no lost field.
+"""
+import copy
+import json
+
+import json_merge_patch
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from istore_site.errors import BadRequest, NotFound
+
+from . import content as content_store
+from . import keys, signals
+from .models import Item, hash_key
+
+
+class InvalidMetadata(BadRequest):
+    code = "invalid_metadata"
+
+
+def check_metadata(metadata):
+    """Raise InvalidMetadata unless ``metadata`` is a JSON object within the size limit."""
+    if not isinstance(metadata, dict):
+        raise InvalidMetadata(
+            f"metadata must be a JSON object, not {type(metadata).__name__}: "
+            'send metadata=\'{"name": "value"}\'.'
+        )
+    size = len(json.dumps(metadata, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    if size > settings.ISTORE_MAX_METADATA_BYTES:
+        raise InvalidMetadata(
+            f"metadata is {size} bytes; ISTORE_MAX_METADATA_BYTES allows "
+            f"{settings.ISTORE_MAX_METADATA_BYTES}.",
+            code="metadata_too_large",
+        )
+    return metadata
+
+
+def merge_patch(target, patch):
+    """RFC 7396 JSON Merge Patch of ``patch`` onto ``target`` (a new object)."""
+    return json_merge_patch.merge(copy.deepcopy(target), copy.deepcopy(patch))
+
+
+def _locked_item(key):
+    return Item.objects.select_for_update().filter(key_hash=hash_key(key)).first()
+
+
+def _lock_or_create(key):
+    """Return ``(item, created)`` with the row locked for this transaction."""
+    item = _locked_item(key)
+    if item is not None:
+        return item, False
+    try:
+        with transaction.atomic():
+            item = Item(metadata={})
+            item.set_key(key)
+            item.save()
+            return item, True
+    except IntegrityError:
+        # Another writer created the key between our look-up and insert.
+        return _locked_item(key), False
+
+
+def write(key, metadata=None, *, replace=False, stored=None):
+    """Create or update the item at ``key``; return ``(item, created)``.
+
+    ``metadata`` is merged (RFC 7396) or, with ``replace``, replaces the old
+    metadata (``None`` then means ``{}``). ``stored`` is new uploaded content
+    (objects.content.StoredContent) that replaces the old content.
+    """
+    keys.validate_key(key)
+    if metadata is not None:
+        check_metadata(metadata)
+    try:
+        with transaction.atomic():
+            item, created = _lock_or_create(key)
+            if replace:
+                new_metadata = metadata if metadata is not None else {}
+            elif metadata is not None:
+                new_metadata = merge_patch(item.metadata, metadata)
+            else:
+                new_metadata = item.metadata
+            check_metadata(new_metadata)
+            item.metadata = new_metadata
+            old_content = None
+            if stored is not None:
+                old_content = item.content_name
+                item.content_name = stored.name
+                item.content_size = stored.size
+                item.content_type = stored.content_type
+                item.content_etag = stored.etag
+            item.save()
+            signals.items_saved.send(sender=Item, items=[item])
+            if old_content:
+                transaction.on_commit(lambda: _forget_content(old_content))
+    except BaseException:
+        if stored is not None:
+            content_store.delete_content(stored.name)
+        raise
+    return item, created
+
+
+def delete(key):
+    """Delete the item at ``key`` and its content; return the deleted item."""
+    with transaction.atomic():
+        item = _locked_item(key)
+        if item is None:
+            raise NotFound(f"No item is registered at {key!r}.", code="no_such_key")
+        snapshot = item.as_dict()
+        name = item.content_name
+        signals.items_deleting.send(sender=Item, ids=[item.id])
+        item.delete()
+        transaction.on_commit(lambda: signals.key_forgotten.send(sender=Item, key=key))
+        if name:
+            transaction.on_commit(lambda: _forget_content(name))
+    return snapshot
+
+
+def items_under(prefix):
+    """Every item whose key starts with ``prefix`` (a directory), unordered."""
+    return Item.objects.filter(
+        key_prefix__gte=prefix[: keys.PREFIX_CHARS],
+        key_prefix__lte=keys.prefix_upper_bound(prefix)[: keys.PREFIX_CHARS],
+        key__gte=prefix,
+        key__lt=keys.prefix_upper_bound(prefix),
+    )
+
+
+def delete_tree(prefix):
+    """Delete every item under the directory ``prefix``; return the count."""
+    with transaction.atomic():
+        tree = items_under(prefix)
+        names = [name for name in tree.exclude(content_name="").values_list("content_name", flat=True)]
+        ids = list(tree.values_list("id", flat=True))
+        signals.items_deleting.send(sender=Item, ids=ids)
+        deleted = 0
+        for start in range(0, len(ids), 500):
+            deleted += Item.objects.filter(id__in=ids[start : start + 500])._raw_delete(Item.objects.db)
+        transaction.on_commit(lambda: signals.tree_forgotten.send(sender=Item, prefix=prefix))
+        transaction.on_commit(lambda: [_forget_content(name) for name in names])
+    return deleted
+
+
+def upsert_many(entries, *, batch_size=1000):
+    """Merge metadata into many keys in one transaction: ``[(key, metadata)]``.
+
+    Returns ``(created, updated)``. Used by bulk writers such as ``_expand``,
+    which register thousands of keys at once.
+    """
+    entries = list(entries)
+    for key, metadata in entries:
+        keys.validate_key(key)
+        check_metadata(metadata)
+    created = updated = 0
+    now = timezone.now()
+    with transaction.atomic():
+        for start in range(0, len(entries), batch_size):
+            batch = entries[start : start + batch_size]
+            hashes = [hash_key(key) for key, _ in batch]
+            existing = {
+                item.key_hash: item
+                for item in Item.objects.select_for_update().filter(key_hash__in=hashes)
+            }
+            new_items, changed = [], []
+            for (key, metadata), key_hash in zip(batch, hashes):
+                item = existing.get(key_hash)
+                if item is None:
+                    item = Item(metadata=metadata)
+                    item.set_key(key)
+                    new_items.append(item)
+                    existing[key_hash] = item
+                else:
+                    item.metadata = merge_patch(item.metadata, metadata)
+                    item.updated = now
+                    changed.append(item)
+            Item.objects.bulk_create(new_items, batch_size=batch_size)
+            if changed:
+                Item.objects.bulk_update(changed, ["metadata", "updated"], batch_size=batch_size)
+            created += len(new_items)
+            updated += len(changed)
+            saved = new_items + changed
+            if any(item.id is None for item in saved):
+                # Backends without RETURNING on bulk insert: read the ids back.
+                ids = dict(
+                    Item.objects.filter(key_hash__in=[i.key_hash for i in saved]).values_list("key_hash", "id")
+                )
+                for item in saved:
+                    item.id = ids[item.key_hash]
+            signals.items_saved.send(sender=Item, items=saved)
+    return created, updated
+
+
+def _forget_content(name):
+    content_store.delete_content(name)
+    signals.content_forgotten.send(sender=Item, name=name)

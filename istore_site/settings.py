@@ -69,6 +69,7 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
 ISTORE_DATA_DIR = Path(os.environ.get("ISTORE_DATA_DIR", BASE_DIR / "var")).resolve()
+ISTORE_DATA_DIR.mkdir(parents=True, exist_ok=True)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

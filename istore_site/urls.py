@@ -1,2 +1,15 @@
-from django.urls import path
-urlpatterns = []
+from django.contrib import admin
+from django.urls import path, re_path
+
+from objects import views
+
+urlpatterns = [
+    path("_admin/", admin.site.urls),
+    path("_health", views.health),
+    re_path(r"^", views.namespace),
+]
+
+handler400 = "objects.views.bad_request"
+handler403 = "objects.views.permission_denied"
+handler404 = "objects.views.not_found"
+handler500 = "objects.views.server_error"

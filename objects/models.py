@@ -45,7 +45,7 @@ def hash_key(key):
 class Item(models.Model):
     id = models.BigAutoField(primary_key=True)
     key = BytewiseTextField()
-    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    key_hash = models.CharField(max_length=64, editable=False)
     key_prefix = BytewiseCharField(max_length=keys.PREFIX_CHARS, editable=False)
     dir = BytewiseTextField(editable=False)
     metadata = models.JSONField(default=dict, blank=True)
@@ -59,6 +59,7 @@ class Item(models.Model):
     updated = models.DateTimeField(auto_now=True)
 
     class Meta:
+        constraints = [models.UniqueConstraint(fields=["key_hash"], name="item_key_unique")]
         indexes = [
             models.Index(fields=["key_prefix"], name="item_key_prefix"),
             models.Index(models.functions.Substr("dir", 1, keys.PREFIX_CHARS), name="item_dir_prefix"),

@@ -1,0 +1,22 @@
+"""
+gunicorn settings for istore; each can be overridden on the command line or
+through GUNICORN_CMD_ARGS. See docs/deploy.md.
+"""
+import multiprocessing
+import os
+
+bind = os.environ.get("ISTORE_BIND", "127.0.0.1:8592")
+workers = int(os.environ.get("ISTORE_WORKERS", 0)) or min(multiprocessing.cpu_count() * 2 + 1, 8)
+threads = int(os.environ.get("ISTORE_THREADS", 1))
+# A key may be 4096 bytes, 12 KiB once percent-encoded; gunicorn's default
+# request line limit (4094) would refuse it. 0 lifts the limit; the key itself
+# is bounded by istore (400 past 4096 bytes), the headers still by gunicorn.
+limit_request_line = 0
+# Video frames and large sources take longer than gunicorn's 30 s default.
+timeout = int(os.environ.get("ISTORE_WORKER_TIMEOUT", 120))
+graceful_timeout = 30
+keepalive = 5
+accesslog = os.environ.get("ISTORE_ACCESS_LOG", "-")
+access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(M)sms'
+errorlog = "-"
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")

@@ -1,0 +1,154 @@
+"""
+Listing a directory (§4): every item under a prefix in bytewise key order.
+
+Iteration is keyset-based on ``(key_prefix, key)`` (see models.Item), one
+indexed range query per batch, so memory and cost follow the size of the
+answer, never the size of the store. ``delimiter=/`` folds deeper keys into
+``{"_prefix": ...}`` entries with a skip-scan: after emitting a prefix the next
+query starts past everything under it, so a directory with few children over
+millions of deeper keys costs one query per child.
+"""
+import json
+from urllib.parse import urlencode, quote
+
+from istore_site.errors import BadRequest
+
+from . import keys
+from .models import Item
+
+BATCH = 1000
+MAX_LIMIT = 10000
+
+
+class InvalidListing(BadRequest):
+    code = "invalid_listing"
+
+
+def _range(lower, lower_inclusive, upper):
+    """Items with lower <(=) key < upper, in key order, as a queryset."""
+    lookup = "key__gte" if lower_inclusive else "key__gt"
+    return (
+        Item.objects.filter(
+            key_prefix__gte=lower[: keys.PREFIX_CHARS],
+            key_prefix__lte=upper[: keys.PREFIX_CHARS],
+            key__lt=upper,
+            **{lookup: lower},
+        )
+        .order_by("key_prefix", "key")
+    )
+
+
+def iter_items(prefix, after=None):
+    """Yield every item under ``prefix`` (after ``after`` if given) in key order."""
+    upper = keys.prefix_upper_bound(prefix)
+    lower, inclusive = (after, False) if after is not None and after >= prefix else (prefix, True)
+    while True:
+        batch = list(_range(lower, inclusive, upper)[:BATCH])
+        yield from batch
+        if len(batch) < BATCH:
+            return
+        lower, inclusive = batch[-1].key, False
+
+
+def _is_direct_child(item, prefix):
+    rest = item.key[len(prefix):]
+    return item.dir == prefix or "/" not in rest
+
+
+def iter_entries(prefix, after=None):
+    """Yield items and folded ``{"_prefix": ...}`` dicts directly under ``prefix``."""
+    upper = keys.prefix_upper_bound(prefix)
+    lower, inclusive = prefix, True
+    if after is not None and after >= prefix:
+        if after.endswith("/") and after != prefix and after.startswith(prefix):
+            # `after` names a folded prefix: resume past everything under it.
+            lower, inclusive = keys.prefix_upper_bound(after), True
+        else:
+            lower, inclusive = after, False
+    while True:
+        batch = list(_range(lower, inclusive, upper)[:BATCH])
+        if not batch:
+            return
+        for item in batch:
+            if _is_direct_child(item, prefix):
+                yield item
+                lower, inclusive = item.key, False
+                continue
+            child = prefix + item.key[len(prefix):].split("/", 1)[0] + "/"
+            yield {"_prefix": child}
+            lower, inclusive = keys.prefix_upper_bound(child), True
+            break
+        else:
+            if len(batch) < BATCH:
+                return
+
+
+def entry_key(entry):
+    return entry["_prefix"] if isinstance(entry, dict) else entry.key
+
+
+def render(entry):
+    return entry if isinstance(entry, dict) else entry.as_dict()
+
+
+def dumps(data):
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def parse_params(query):
+    """Validate ``limit``, ``after`` and ``delimiter`` from a query mapping."""
+    limit = query.get("limit")
+    if limit is not None:
+        try:
+            limit = int(limit)
+        except ValueError:
+            raise InvalidListing(f"limit must be an integer from 1 to {MAX_LIMIT}, not {limit!r}.") from None
+        if not 1 <= limit <= MAX_LIMIT:
+            raise InvalidListing(f"limit must be from 1 to {MAX_LIMIT}, not {limit}.")
+    after = query.get("after")
+    if after is not None:
+        if not after.startswith("/"):
+            raise InvalidListing("after must be a key (starting with '/') returned by an earlier page.")
+        keys.validate_key(after)
+    delimiter = query.get("delimiter")
+    if delimiter not in (None, "/"):
+        raise InvalidListing(f"Only delimiter=/ is supported, not {delimiter!r}.")
+    return limit, after, delimiter
+
+
+def entries(prefix, after=None, delimiter=None):
+    return iter_entries(prefix, after) if delimiter else iter_items(prefix, after)
+
+
+def page(prefix, limit, after=None, delimiter=None):
+    """Return ``(entries, next_after)``: at most ``limit`` entries, and the
+    ``after`` of the next page when more remain (else None)."""
+    result = []
+    for entry in entries(prefix, after, delimiter):
+        if len(result) == limit:
+            return result, entry_key(result[-1])
+        result.append(entry)
+    return result, None
+
+
+def next_link(path, limit, after, delimiter):
+    params = {"limit": limit, "after": after}
+    if delimiter:
+        params["delimiter"] = delimiter
+    return f'<{quote(path, safe="/")}?{urlencode(params)}>; rel="next"'
+
+
+def stream(prefix, delimiter=None):
+    """The whole listing as JSON text chunks, one batch of entries at a time."""
+    yield "["
+    first = True
+    chunk = []
+    for entry in entries(prefix, None, delimiter):
+        chunk.append(dumps(render(entry)))
+        if len(chunk) >= 200:
+            yield ("" if first else ",") + ",".join(chunk)
+            first = False
+            chunk = []
+    if chunk:
+        yield ("" if first else ",") + ",".join(chunk)
+    yield "]"

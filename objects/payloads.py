@@ -1,0 +1,124 @@
+"""
+Reading a write request's payload (§3): metadata and optional content.
+
+- ``application/json``: ``{"metadata": {...}}``.
+- form (urlencoded or multipart): the field ``metadata`` (JSON text) and,
+  multipart only, the file field ``file``.
+- anything else with a body (``curl -T``): the body is the content.
+"""
+import json
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.core.files.uploadhandler import FileUploadHandler
+from django.http import QueryDict
+from django.http.multipartparser import MultiPartParserError
+
+from istore_site.errors import BadRequest, PayloadTooLarge
+
+from . import content
+from .writing import InvalidMetadata
+
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+JSON_TYPES = ("application/json",)
+
+
+@dataclass
+class Payload:
+    metadata: dict | None = None
+    upload: object = None  # a Django UploadedFile (multipart) or None
+    raw_body: bool = False  # the body itself is the content
+
+
+class UploadLimitHandler(FileUploadHandler):
+    """Stops a multipart upload as soon as it passes ISTORE_MAX_UPLOAD_BYTES."""
+
+    def new_file(self, *args, **kwargs):
+        super().new_file(*args, **kwargs)
+        self.received = 0
+
+    def receive_data_chunk(self, raw_data, start):
+        self.received += len(raw_data)
+        if self.received > settings.ISTORE_MAX_UPLOAD_BYTES:
+            raise content.too_large(self.received)
+        return raw_data
+
+    def file_complete(self, file_size):
+        return None
+
+
+def parse_metadata(text):
+    if isinstance(text, (bytes, bytearray)):
+        text = text.decode("utf-8", errors="replace")
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise InvalidMetadata(f"metadata is not valid JSON ({exc}); send a JSON object such as {{\"name\": \"x\"}}.")
+    if not isinstance(value, dict):
+        raise InvalidMetadata(f"metadata must be a JSON object, not {type(value).__name__}.")
+    return value
+
+
+def content_length(request):
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise BadRequest("Content-Length is not a number.", code="bad_content_length") from None
+
+
+def read_payload(request):
+    """Parse metadata and content out of a POST or PUT request."""
+    content_type = request.content_type or ""
+    length = content_length(request)
+    try:
+        if content_type in JSON_TYPES:
+            return _json_payload(request)
+        if content_type in FORM_TYPES:
+            return _form_payload(request, content_type, length)
+    except RequestDataTooBig:
+        raise PayloadTooLarge(
+            f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes; "
+            "send large content as a file or raw body.", code="body_too_large") from None
+    except (MultiPartParserError, SuspiciousOperation, UnicodeDecodeError) as exc:
+        raise BadRequest(f"The form body could not be parsed: {exc}.", code="bad_form") from None
+    chunked = "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
+    return Payload(raw_body=length > 0 or chunked)
+
+
+def _json_payload(request):
+    try:
+        body = json.loads(request.body or b"{}")
+    except ValueError as exc:
+        raise BadRequest(f"The body is not valid JSON ({exc}).", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise BadRequest('A JSON body must be an object: {"metadata": {...}}.', code="invalid_json")
+    unknown = sorted(set(body) - {"metadata"})
+    if unknown:
+        raise BadRequest(f'Unknown field(s) {", ".join(unknown)}: a JSON body is {{"metadata": {{...}}}}.',
+                         code="invalid_json")
+    if "metadata" not in body:
+        return Payload()
+    metadata = body["metadata"]
+    if not isinstance(metadata, dict):
+        raise InvalidMetadata(f"metadata must be a JSON object, not {type(metadata).__name__}.")
+    return Payload(metadata=metadata)
+
+
+def _form_payload(request, content_type, length):
+    if content_type == "multipart/form-data":
+        if length > settings.ISTORE_MAX_UPLOAD_BYTES + 1024 * 1024:
+            raise content.too_large(length)
+        request.upload_handlers.insert(0, UploadLimitHandler(request))
+        if request.method == "POST":
+            fields, files = request.POST, request.FILES
+        else:
+            fields, files = request.parse_file_upload(request.META, request)
+    else:
+        fields = request.POST if request.method == "POST" else QueryDict(request.body, encoding=request.encoding)
+        files = {}
+    metadata = fields.get("metadata")
+    return Payload(
+        metadata=parse_metadata(metadata) if metadata is not None else None,
+        upload=files.get("file"),
+    )

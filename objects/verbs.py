@@ -1,0 +1,47 @@
+"""
+Verbs: ``POST {dir}/_expand``, ``{dir}/_search``, ``{dir}/_create_index`` (§8).
+
+Verbs read the body as JSON whatever its Content-Type (``curl -d`` labels JSON
+as a form). Each verb is a function ``(body: dict, directory: str) ->
+(status, data)`` registered in VERBS; it raises ApiError for bad input.
+"""
+import json
+
+from istore_site.errors import ApiError, BadRequest
+
+from . import access
+from .responses import error, error_response, json_response
+
+VERBS = {}
+
+
+def verb(name):
+    def register(function):
+        VERBS[name] = function
+        return function
+
+    return register
+
+
+def read_json_body(request):
+    try:
+        body = json.loads(request.body or b"")
+    except ValueError as exc:
+        raise BadRequest(f"The body must be a JSON object ({exc}).", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise BadRequest("The body must be a JSON object.", code="invalid_json")
+    return body
+
+
+def dispatch(request, directory, name):
+    if request.method != "POST":
+        return error(405, "method_not_allowed", f"{name} is a verb: use POST.", headers={"Allow": "POST"})
+    try:
+        access.check(request, write=True)
+        function = VERBS.get(name)
+        if function is None:
+            raise ApiError(f"{name} is not available yet.", status=501, code="not_implemented")
+        status, data = function(read_json_body(request), directory)
+    except ApiError as exc:
+        return error_response(exc)
+    return json_response(data, status=status)

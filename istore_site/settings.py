@@ -131,8 +131,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 30,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-    if DATABASES["default"].get("TEST") is None:
-        DATABASES["default"]["TEST"] = {}
+    # A file, not :memory:, so that live-server tests see real concurrency.
+    DATABASES["default"]["TEST"] = {"NAME": str(ISTORE_DATA_DIR / "test.sqlite3")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

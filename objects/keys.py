@@ -8,7 +8,7 @@ property-tested) on its own.
 import re
 import unicodedata
 from dataclasses import dataclass
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_to_bytes, urlsplit
 
 from istore_site.errors import BadRequest
 
@@ -19,15 +19,29 @@ SOURCE_RE = re.compile(r"/([0-9a-z]+)://")
 # Long keys are ordered and indexed through their first characters (see
 # models.Item.key_prefix): PostgreSQL's b-tree cannot hold a 4096-byte entry.
 PREFIX_CHARS = 512
+# Schemes with a resolver in objects.sources.
+SCHEMES = frozenset({"http", "https", "file", "self"})
 
 
 class InvalidKey(BadRequest):
     code = "invalid_key"
 
 
-def key_from_wsgi_path(path_info):
-    """Turn WSGI's PATH_INFO (bytes carried as latin-1) into a validated key."""
-    raw = path_info.encode("latin-1", errors="replace")
+def key_from_request(meta, path_info):
+    """The validated key of a request.
+
+    Django re-percent-encodes bytes that are not UTF-8 when it decodes the
+    path, which would make ``/a%FF`` and ``/a%25FF`` the same key. So the key
+    is decoded from the raw request target when the server passes it on
+    (gunicorn's RAW_URI, uWSGI's REQUEST_URI), and from Django's ``path_info``
+    otherwise.
+    """
+    target = meta.get("RAW_URI") or meta.get("REQUEST_URI")
+    if not target:
+        return validate_key(path_info)
+    if not target.startswith("/"):
+        target = urlsplit(target).path or "/"  # absolute-form request target
+    raw = unquote_to_bytes(target.split("?", 1)[0])
     try:
         key = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -85,6 +99,18 @@ def parse_key(key):
         split = match.start() + 1
         return ParsedKey(key, key[:split], key[split:], match.group(1))
     return ParsedKey(key, key[: key.rfind("/") + 1], None, None)
+
+
+def check_source_scheme(key):
+    """Raise BadRequest when the key embeds a source with a scheme istore cannot fetch."""
+    parsed = parse_key(key)
+    if parsed.scheme is not None and parsed.scheme not in SCHEMES:
+        raise BadRequest(
+            f"The key embeds a source with the scheme {parsed.scheme!r}, which istore cannot fetch; "
+            f"supported schemes: {', '.join(sorted(SCHEMES))}.",
+            code="unknown_scheme",
+        )
+    return parsed
 
 
 def dir_of(key):

@@ -22,7 +22,7 @@ ALLOWED = "GET, HEAD, POST, PUT, DELETE"
 @csrf_exempt
 def namespace(request):
     try:
-        key = keys.key_from_wsgi_path(request.META.get("PATH_INFO", ""))
+        key = keys.key_from_request(request.META, request.path_info)
         directory, verb = keys.split_verb(key)
         if verb:
             return verbs.dispatch(request, directory, verb)

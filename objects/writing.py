@@ -78,6 +78,7 @@ def write(key, metadata=None, *, replace=False, stored=None):
     (objects.content.StoredContent) that replaces the old content.
     """
     keys.validate_key(key)
+    keys.check_source_scheme(key)
     if metadata is not None:
         check_metadata(metadata)
     try:
@@ -159,6 +160,7 @@ def upsert_many(entries, *, batch_size=1000):
     entries = list(entries)
     for key, metadata in entries:
         keys.validate_key(key)
+        keys.check_source_scheme(key)
         check_metadata(metadata)
     created = updated = 0
     now = timezone.now()

@@ -1,0 +1,103 @@
+"""Fixtures shared by the whole suite: an HTTP client over the namespace."""
+import json
+from urllib.parse import quote
+
+import pytest
+
+SAFE = "/:@!$&'()*+,;=~"
+
+
+def url(key, query=""):
+    """The request path for ``key``: percent-encode what a path cannot carry raw."""
+    path = quote(key, safe=SAFE)
+    return f"{path}?{query}" if query else path
+
+
+class RawUriClient:
+    """Wraps Django's test client to pass the raw request target on, as gunicorn does."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def __getattr__(self, method):
+        call = getattr(self._client, method)
+
+        def request(path, *args, **extra):
+            extra.setdefault("RAW_URI", path)
+            return call(path, *args, **extra)
+
+        return request
+
+
+class Api:
+    """Django's test client, speaking the way curl does to istore."""
+
+    def __init__(self, client):
+        self.client = RawUriClient(client)
+
+    def post(self, key, metadata=None, **extra):
+        data = {} if metadata is None else {"metadata": json.dumps(metadata)}
+        return self.client.post(url(key), data, **extra)
+
+    def put(self, key, metadata=None, **extra):
+        body = "" if metadata is None else "metadata=" + quote(json.dumps(metadata))
+        return self.client.put(url(key), body, content_type="application/x-www-form-urlencoded", **extra)
+
+    def upload(self, key, data, content_type=None, method="put", **extra):
+        kwargs = {"content_type": content_type} if content_type else {}
+        if content_type is None:
+            # curl -T sends no Content-Type at all.
+            kwargs["content_type"] = ""
+        return getattr(self.client, method)(url(key), data, **kwargs, **extra)
+
+    def get(self, key, query="", **extra):
+        return self.client.get(url(key, query), **extra)
+
+    def head(self, key, query="", **extra):
+        return self.client.head(url(key, query), **extra)
+
+    def delete(self, key, **extra):
+        return self.client.delete(url(key), **extra)
+
+    def verb(self, directory, name, body, **extra):
+        return self.client.post(url(directory) + name, json.dumps(body),
+                                content_type="application/x-www-form-urlencoded", **extra)
+
+    def meta(self, key):
+        return self.get(key, "meta=1")
+
+    def keys(self, directory, query=""):
+        response = self.get(directory, query)
+        assert response.status_code == 200, f"listing {directory} failed: {response.status_code}"
+        return [entry.get("_filepath", entry.get("_prefix")) for entry in body(response)]
+
+
+def body(response):
+    """The JSON body of a response, streamed or not."""
+    raw = b"".join(response.streaming_content) if response.streaming else response.content
+    return json.loads(raw)
+
+
+@pytest.fixture
+def api(client, db, settings):
+    """A client with anonymous writes allowed (it talks from 127.0.0.1)."""
+    settings.ISTORE_ALLOW_ANONYMOUS_WRITES = True
+    return Api(client)
+
+
+@pytest.fixture
+def secured_api(client, db, settings):
+    """A client against istore with anonymous writes off (the default)."""
+    settings.ISTORE_ALLOW_ANONYMOUS_WRITES = False
+    return Api(client)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_storage(settings, tmp_path):
+    """Each test gets its own content and cache directories."""
+    settings.ISTORE_CACHE_DIR = tmp_path / "cache"
+    if settings.STORAGES["default"]["BACKEND"].endswith("FileSystemStorage"):
+        settings.STORAGES = {
+            **settings.STORAGES,
+            "default": {**settings.STORAGES["default"], "OPTIONS": {"location": str(tmp_path / "content")}},
+        }

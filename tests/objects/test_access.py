@@ -1,0 +1,61 @@
+"""Tokens for writes, public reads (§10)."""
+import pytest
+from django.contrib.auth.models import User
+from rest_framework.authtoken.models import Token
+
+from objects.models import Item
+from tests.conftest import body
+
+
+@pytest.fixture
+def token(db):
+    user = User.objects.create_user("writer")
+    return Token.objects.create(user=user).key
+
+
+@pytest.mark.parametrize("call", [
+    lambda api: api.post("/w/k", {"a": 1}),
+    lambda api: api.put("/w/k", {"a": 1}),
+    lambda api: api.upload("/w/k", b"data", content_type="text/plain"),
+    lambda api: api.delete("/w/k"),
+    lambda api: api.delete("/w/"),
+    lambda api: api.verb("/w/", "_search", {"similar": {"by": "v", "vector": [1]}}),
+    lambda api: api.verb("/w/", "_expand", {"video": "/v"}),
+])
+def test_writes_without_token_are_401(secured_api, call):
+    response = call(secured_api)
+    assert response.status_code == 401, response.content
+    assert body(response)["error"] == "not_authenticated"
+    assert response["WWW-Authenticate"].startswith("Token")
+    assert not Item.objects.exists()
+
+
+def test_write_with_token_is_accepted(secured_api, token):
+    response = secured_api.post("/w/k", {"a": 1}, HTTP_AUTHORIZATION=f"Token {token}")
+    assert response.status_code == 201
+
+
+def test_bad_token_is_401(secured_api):
+    response = secured_api.post("/w/k", {"a": 1}, HTTP_AUTHORIZATION="Token nope")
+    assert response.status_code == 401
+    assert not Item.objects.exists()
+
+
+def test_reads_are_public_by_default(secured_api, token):
+    secured_api.post("/w/k", {"a": 1}, HTTP_AUTHORIZATION=f"Token {token}")
+    assert secured_api.meta("/w/k").status_code == 200
+
+
+def test_private_reads_need_a_token(secured_api, token, settings):
+    settings.ISTORE_PUBLIC_READ = False
+    secured_api.post("/w/k", {"a": 1}, HTTP_AUTHORIZATION=f"Token {token}")
+    assert secured_api.meta("/w/k").status_code == 401
+    assert secured_api.get("/w/").status_code == 401
+    assert secured_api.meta("/w/k", ).status_code == 401
+    assert secured_api.get("/w/k", "meta=1", HTTP_AUTHORIZATION=f"Token {token}").status_code == 200
+
+
+def test_anonymous_writes_only_from_loopback(api):
+    response = api.post("/w/remote", {"a": 1}, REMOTE_ADDR="10.1.2.3")
+    assert response.status_code == 401, "anonymous writes are for local development only"
+    assert api.post("/w/local", {"a": 1}).status_code == 201

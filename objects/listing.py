@@ -38,14 +38,15 @@ def _range(lower, lower_inclusive, upper):
     )
 
 
-def iter_items(prefix, after=None):
+def iter_items(prefix, after=None, batch_size=None):
     """Yield every item under ``prefix`` (after ``after`` if given) in key order."""
+    batch_size = batch_size or BATCH
     upper = keys.prefix_upper_bound(prefix)
     lower, inclusive = (after, False) if after is not None and after >= prefix else (prefix, True)
     while True:
-        batch = list(_range(lower, inclusive, upper)[:BATCH])
+        batch = list(_range(lower, inclusive, upper)[:batch_size])
         yield from batch
-        if len(batch) < BATCH:
+        if len(batch) < batch_size:
             return
         lower, inclusive = batch[-1].key, False
 
@@ -55,8 +56,9 @@ def _is_direct_child(item, prefix):
     return item.dir == prefix or "/" not in rest
 
 
-def iter_entries(prefix, after=None):
+def iter_entries(prefix, after=None, batch_size=None):
     """Yield items and folded ``{"_prefix": ...}`` dicts directly under ``prefix``."""
+    batch_size = batch_size or BATCH
     upper = keys.prefix_upper_bound(prefix)
     lower, inclusive = prefix, True
     if after is not None and after >= prefix:
@@ -66,7 +68,7 @@ def iter_entries(prefix, after=None):
         else:
             lower, inclusive = after, False
     while True:
-        batch = list(_range(lower, inclusive, upper)[:BATCH])
+        batch = list(_range(lower, inclusive, upper)[:batch_size])
         if not batch:
             return
         for item in batch:
@@ -79,7 +81,7 @@ def iter_entries(prefix, after=None):
             lower, inclusive = keys.prefix_upper_bound(child), True
             break
         else:
-            if len(batch) < BATCH:
+            if len(batch) < batch_size:
                 return
 
 
@@ -116,15 +118,17 @@ def parse_params(query):
     return limit, after, delimiter
 
 
-def entries(prefix, after=None, delimiter=None):
-    return iter_entries(prefix, after) if delimiter else iter_items(prefix, after)
+def entries(prefix, after=None, delimiter=None, batch_size=None):
+    iterate = iter_entries if delimiter else iter_items
+    return iterate(prefix, after, batch_size)
 
 
 def page(prefix, limit, after=None, delimiter=None):
     """Return ``(entries, next_after)``: at most ``limit`` entries, and the
     ``after`` of the next page when more remain (else None)."""
     result = []
-    for entry in entries(prefix, after, delimiter):
+    # One row more than the page tells whether a next page exists.
+    for entry in entries(prefix, after, delimiter, batch_size=limit + 1):
         if len(result) == limit:
             return result, entry_key(result[-1])
         result.append(entry)

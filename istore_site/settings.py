@@ -85,6 +85,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "objects.middleware.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -237,4 +238,12 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("ISTORE_LOG_LEVEL", "WARNING")},
+    "loggers": {
+        # One JSON line per request (method, path, status, ms, bytes, kind).
+        "istore.requests": {
+            "handlers": ["console"],
+            "level": "INFO" if env_bool("ISTORE_REQUEST_LOG", False) else "WARNING",
+            "propagate": False,
+        },
+    },
 }

@@ -6,6 +6,8 @@ from objects import views
 urlpatterns = [
     path("_admin/", admin.site.urls),
     path("_health", views.health),
+    path("_ready", views.ready),
+    path("_metrics", views.metrics_view),
     re_path(r"^", views.namespace),
 ]
 

@@ -140,6 +140,27 @@ def health(request):
     return json_response({"status": "ok", "database": "ok"})
 
 
+def ready(request):
+    """Readiness: the database answers and the content storage can be listed."""
+    from django.core.files.storage import default_storage
+
+    response = health(request)
+    if response.status_code != 200:
+        return response
+    try:
+        default_storage.exists("readiness-probe")
+    except Exception as exc:  # any storage backend failure means not ready
+        return error(503, "storage_unavailable", f"The content storage did not answer: {exc.__class__.__name__}.")
+    return json_response({"status": "ready", "database": "ok", "storage": "ok"})
+
+
+def metrics_view(request):
+    from . import metrics
+
+    body, content_type = metrics.render()
+    return HttpResponse(body, content_type=content_type)
+
+
 def not_found(request, exception=None):
     return error(404, "not_found", f"Nothing is served at {request.path!r}.")
 

@@ -1,0 +1,40 @@
+"""Health, readiness, metrics and request logs."""
+import json
+import logging
+
+from tests.conftest import body
+
+
+def test_ready_checks_database_and_storage(client, db):
+    response = client.get("/_ready")
+    assert response.status_code == 200
+    assert body(response) == {"status": "ready", "database": "ok", "storage": "ok"}
+
+
+def test_ready_is_503_when_storage_fails(client, db, monkeypatch):
+    from django.core.files.storage import FileSystemStorage
+
+    def broken(self, name):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(FileSystemStorage, "exists", broken)
+    response = client.get("/_ready")
+    assert response.status_code == 503
+    assert body(response)["error"] == "storage_unavailable"
+
+
+def test_metrics_count_requests(api, client):
+    api.post("/m/a", {"x": 1})
+    api.get("/m/")
+    text = client.get("/_metrics").content.decode()
+    assert 'istore_requests_total{kind="key",method="POST",status="201"}' in text
+    assert 'istore_requests_total{kind="directory",method="GET",status="200"}' in text
+    assert "istore_request_seconds_bucket" in text
+
+
+def test_request_log_is_one_json_line(api, caplog):
+    with caplog.at_level(logging.INFO, logger="istore.requests"):
+        api.post("/log/a", {"x": 1})
+    record = json.loads(caplog.records[-1].getMessage())
+    assert record["method"] == "POST" and record["path"] == "/log/a" and record["status"] == 201
+    assert record["ms"] >= 0

@@ -20,13 +20,14 @@ the ICC profile is.
 import io
 
 from django.conf import settings
-from PIL import Image, ImageCms
+from PIL import Image, ImageCms, UnidentifiedImageError
 
 from istore_site.errors import BadRequest, PayloadTooLarge, UnsupportedMedia
 
 # Pillow plugins we accept as input.  Restricting them keeps risky or exotic
 # decoders (EPS runs Ghostscript, PSD, FITS, ...) away from untrusted bytes.
-INPUT_FORMATS = ("JPEG", "MPO", "PNG", "GIF", "WEBP", "AVIF", "TIFF", "BMP")
+# (Multi-picture JPEGs from cameras open through the JPEG plugin as format "MPO".)
+INPUT_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "AVIF", "TIFF", "BMP")
 
 # Values of ``format=`` -> Pillow format name.  "jpg" is accepted as a synonym.
 OUTPUT_FORMATS = {"jpeg": "JPEG", "jpg": "JPEG", "png": "PNG", "webp": "WEBP", "avif": "AVIF", "gif": "GIF"}
@@ -43,7 +44,7 @@ LOSSY = frozenset(DEFAULT_QUALITY)
 # Modes each encoder writes natively; anything else is converted in ``_encodable``.
 _ENCODER_MODES = {
     "JPEG": {"L", "RGB", "CMYK"},
-    "PNG": {"1", "L", "LA", "P", "RGB", "RGBA", "I;16", "I"},
+    "PNG": {"1", "L", "LA", "P", "RGB", "RGBA", "I;16"},
     "GIF": {"L", "P", "RGB", "RGBA"},
     "WEBP": {"RGB", "RGBA"},
     "AVIF": {"L", "RGB", "RGBA"},
@@ -93,11 +94,13 @@ def open_image(source):
     except Image.DecompressionBombError:
         raise PayloadTooLarge(f"the source image has more than {limit} pixels; "
                               f"this server processes images of at most {limit} pixels") from None
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise  # the caller's local file is missing: a bug upstream, not the user's input
     except Exception as err:  # any parser failure on untrusted bytes is "not an image"
-        raise UnsupportedMedia(
-            "the source is not an image this server can read (expected "
-            f"{', '.join(f.lower() for f in INPUT_FORMATS if f != 'MPO')}): {_short(err)}"
-        ) from None
+        # UnidentifiedImageError's text names our local temp file: say nothing more than the type.
+        why = "" if isinstance(err, UnidentifiedImageError) else f": {_short(err)}"
+        raise UnsupportedMedia("the source is not an image this server can read (expected "
+                               f"{', '.join(f.lower() for f in INPUT_FORMATS)}){why}") from None
     width, height = im.size
     if width * height > limit or width <= 0 or height <= 0:
         im.close()
@@ -135,6 +138,11 @@ def orientation(im):
     except Exception:  # malformed EXIF must not make a readable image fail
         return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def swaps_axes(orient):
+    """True when EXIF orientation ``orient`` swaps width and height (a quarter turn)."""
+    return orient in _SWAPS_AXES
 
 
 def oriented_size(im, orient):
@@ -204,7 +212,7 @@ def pixel_mode(im):
         return im.convert("L")
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         # convert("L") clips 16-bit values at 255; scale instead.
-        return im.convert("I").point(lambda v: v / 256, "L")
+        return im.convert("I").point(lambda v: v / 256).convert("L")
     if mode == "CMYK":
         return cmyk_to_rgb(im)
     return im.convert("RGBA" if "A" in mode else "RGB")
@@ -272,6 +280,9 @@ def encode(im, fmt, quality=None, icc_profile=None):
     one and the final mode's colour space matches the profile.
     """
     im = _encodable(im, fmt)
+    # Encoders fall back on im.info for metadata (PNG re-writes an inherited
+    # icc_profile, others exif/xmp): write only what we decide, below.
+    im.info = {k: v for k, v in im.info.items() if k == "transparency"}
     options = {}
     if fmt in LOSSY:
         options["quality"] = quality if quality is not None else DEFAULT_QUALITY[fmt]

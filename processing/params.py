@@ -99,7 +99,7 @@ class Param:
             raise self.error(op, "is empty")
         value = self.convert(raw)
         if value is None:
-            raise self.error(op, f"is not {self.kind} (got {raw[:40]!r})")
+            raise self.error(op, f"cannot be {raw[:40]!r}")
         self.check_range(op, value, raw)
         return value
 
@@ -132,6 +132,23 @@ class Float(Param):
             return None
         value = float(raw)
         return value if math.isfinite(value) else None
+
+
+class Choice(Param):
+    """One of a fixed set of words (case-insensitive); ``canonical`` maps synonyms together."""
+
+    def __init__(self, name, choices, *, canonical=None, **kw):
+        super().__init__(name, **kw)
+        self.choices = tuple(choices)
+        self._canonical = canonical or (lambda v: v)
+        self.kind = "one of " + ", ".join(self.choices)
+
+    def convert(self, raw):
+        raw = raw.lower()
+        return raw if raw in self.choices else None
+
+    def canonical(self, value):
+        return self._canonical(value)
 
 
 class Rects(Param):

@@ -87,6 +87,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "objects.middleware.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Serves /_static/ (the admin's CSS and JS) under gunicorn without DEBUG.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -170,6 +172,8 @@ STORAGES = {
 }
 STATIC_URL = "/_static/"
 STATIC_ROOT = ISTORE_DATA_DIR / "static"
+# collectstatic fills it (make serve-prod); whitenoise warns at start-up when it is missing.
+STATIC_ROOT.mkdir(exist_ok=True)
 
 # Uploads: files past 2.5 MB spool to disk, never to memory.
 FILE_UPLOAD_TEMP_DIR = os.environ.get("ISTORE_UPLOAD_TEMP_DIR") or None

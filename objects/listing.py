@@ -67,8 +67,12 @@ def iter_entries(prefix, after=None, batch_size=None):
             lower, inclusive = keys.prefix_upper_bound(after), True
         else:
             lower, inclusive = after, False
+    # After a fold the next rows are often deeper keys of the next child, so
+    # the skip-scan reads a couple of rows first and grows the batch while it
+    # keeps finding direct children.
+    size = batch_size
     while True:
-        batch = list(_range(lower, inclusive, upper)[:batch_size])
+        batch = list(_range(lower, inclusive, upper)[:size])
         if not batch:
             return
         for item in batch:
@@ -79,10 +83,12 @@ def iter_entries(prefix, after=None, batch_size=None):
             child = prefix + item.key[len(prefix):].split("/", 1)[0] + "/"
             yield {"_prefix": child}
             lower, inclusive = keys.prefix_upper_bound(child), True
+            size = 2
             break
         else:
-            if len(batch) < batch_size:
+            if len(batch) < size:
                 return
+            size = min(size * 4, batch_size)
 
 
 def entry_key(entry):

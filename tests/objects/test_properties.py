@@ -91,3 +91,33 @@ def test_paging_yields_the_sorted_set_once(keys_, limit):
             break
     expected = sorted((k for k in keys_ if k.startswith("/p/")), key=lambda k: k.encode())
     assert seen == expected
+
+
+@pytest.mark.django_db
+@hsettings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(keys_=st.sets(st.lists(st.sampled_from(["a", "b", "", "é"]), min_size=1, max_size=4)
+                     .map(lambda parts: "/p/" + "/".join(parts)), max_size=25), limit=st.integers(1, 5))
+def test_delimiter_pages_match_a_reference_fold(keys_, limit):
+    from objects import keys as keymod, listing
+    from objects.models import Item
+
+    Item.objects.all().delete()
+    items = []
+    for key in keys_:
+        item = Item(metadata={})
+        item.set_key(key)
+        items.append(item)
+    Item.objects.bulk_create(items)
+    expected = []
+    for key in sorted(keys_, key=lambda k: k.encode()):
+        rest = key[len("/p/"):]
+        entry = key if keymod.dir_of(key) == "/p/" or "/" not in rest else "/p/" + rest.split("/", 1)[0] + "/"
+        if not expected or expected[-1] != entry:
+            expected.append(entry)
+    seen, after = [], None
+    while True:
+        page, after = listing.page("/p/", limit, after, delimiter="/")
+        seen += [listing.entry_key(entry) for entry in page]
+        if after is None:
+            break
+    assert seen == expected

@@ -176,7 +176,7 @@ def upsert_many(entries, *, batch_size=1000):
             for (key, metadata), key_hash in zip(batch, hashes):
                 item = existing.get(key_hash)
                 if item is None:
-                    item = Item(metadata=metadata)
+                    item = Item(metadata=merge_patch({}, metadata))
                     item.set_key(key)
                     new_items.append(item)
                     existing[key_hash] = item

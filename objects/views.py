@@ -2,10 +2,11 @@
 The catch-all view over the namespace: parse the request, check access, and
 call the plain functions that do the work (writing, listing, reading, verbs).
 """
+import logging
 from urllib.parse import quote
 
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
 from django.http import HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -15,6 +16,7 @@ from . import access, content, keys, listing, payloads, reading, verbs, writing
 from .models import Item, hash_key
 from .responses import error, error_response, json_response
 
+logger = logging.getLogger(__name__)
 READ_METHODS = ("GET", "HEAD")
 ALLOWED = "GET, HEAD, POST, PUT, DELETE"
 
@@ -37,6 +39,11 @@ def namespace(request):
         response = handler(request, key)
     except ApiError as exc:
         response = error_response(exc)
+    except (OperationalError, InterfaceError) as exc:
+        # The database is down or restarting: say so, and let clients retry.
+        logger.warning("database error on %s %s: %s", request.method, request.path, exc)
+        response = error(503, "database_unavailable", "The database is unavailable; retry in a moment.",
+                         headers={"Retry-After": "5"})
     if request.method == "HEAD":
         response = _without_body(response)
     return response

@@ -102,3 +102,17 @@ def test_health(client, db):
     response = client.get("/_health")
     assert response.status_code == 200
     assert body(response)["database"] == "ok"
+
+
+def test_database_outage_is_a_json_503(api, monkeypatch):
+    from django.db import OperationalError
+
+    from objects import views
+
+    def down(request, key):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setitem(views.HANDLERS, "GET", down)
+    response = api.get("/any/key")
+    assert assert_json_error(response, 503)["error"] == "database_unavailable"
+    assert response["Retry-After"] == "5"

@@ -1,0 +1,147 @@
+"""Fixtures for the sources tests: a real HTTP origin on 127.0.0.1 that counts requests."""
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+
+@dataclass
+class Route:
+    body: bytes = b""
+    status: int = 200
+    headers: dict = field(default_factory=dict)
+    etag: str | None = None  # answers If-None-Match with 304
+    last_modified: float | None = None  # epoch seconds; answers If-Modified-Since with 304
+    delay: float = 0.0  # seconds before the status line
+    stall_after: int | None = None  # send this many body bytes, then stall for `delay`
+    chunked: bool = False  # no Content-Length
+
+
+class Origin:
+    """An origin server in a thread: ``add(path, ...)`` routes, ``count[path]`` requests seen."""
+
+    def __init__(self):
+        self.routes = {}
+        self.count = Counter()
+        self.seen = []  # (path, headers dict, status sent)
+        self.lock = threading.Lock()
+        origin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                origin._handle(self)
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request, client_address):
+                pass  # clients that give up (timeouts, size limits) are expected here
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02},
+                                       daemon=True)
+        self.thread.start()
+
+    def url(self, path, host="127.0.0.1"):
+        return f"http://{host}:{self.port}{path}"
+
+    def add(self, path, body=b"", **kwargs):
+        self.routes[path] = Route(body=body, **kwargs)
+        return self.url(path)
+
+    def statuses(self, path):
+        return [status for seen_path, _, status in self.seen if seen_path == path]
+
+    def headers_seen(self, path):
+        return [headers for seen_path, headers, _ in self.seen if seen_path == path]
+
+    def _handle(self, request):
+        path = request.path
+        with self.lock:
+            self.count[path] += 1
+        route = self.routes.get(path)
+        headers = {k: v for k, v in request.headers.items()}
+        if route is None:
+            status, route = 404, Route(body=b"no such path", status=404)
+        else:
+            status = route.status
+        if route.delay and route.stall_after is None:
+            time.sleep(route.delay)
+        not_modified = False
+        if route.etag and request.headers.get("If-None-Match") == route.etag:
+            not_modified = True
+        elif route.last_modified and "If-None-Match" not in request.headers and request.headers.get(
+            "If-Modified-Since"
+        ) == formatdate(route.last_modified, usegmt=True):
+            not_modified = True
+        if not_modified and status == 200:
+            status = 304
+        with self.lock:
+            self.seen.append((path, headers, status))
+        try:
+            request.send_response(status)
+            for name, value in route.headers.items():
+                request.send_header(name, value)
+            if route.etag:
+                request.send_header("ETag", route.etag)
+            if route.last_modified:
+                request.send_header("Last-Modified", formatdate(route.last_modified, usegmt=True))
+            if status == 304:
+                request.send_header("Content-Length", "0")
+                request.end_headers()
+                return
+            if route.chunked:
+                request.send_header("Transfer-Encoding", "chunked")
+                request.end_headers()
+                for start in range(0, len(route.body), 65536):
+                    piece = route.body[start:start + 65536]
+                    request.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                request.wfile.write(b"0\r\n\r\n")
+                return
+            request.send_header("Content-Length", str(len(route.body)))
+            request.end_headers()
+            if route.stall_after is not None:
+                request.wfile.write(route.body[: route.stall_after])
+                request.wfile.flush()
+                time.sleep(route.delay)
+                request.close_connection = True
+                return
+            request.wfile.write(route.body)
+        except (BrokenPipeError, ConnectionResetError):
+            request.close_connection = True
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def origin(settings):
+    """A local origin; loopback sources are allowed while it runs."""
+    settings.ISTORE_ALLOW_LOOPBACK_SOURCES = True
+    server = Origin()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def file_root(settings, tmp_path):
+    """A directory istore may read through file:// sources."""
+    root = tmp_path / "root"
+    root.mkdir()
+    settings.ISTORE_FILE_ROOTS = [str(root)]
+    return root
+
+
+def content(response):
+    return b"".join(response.streaming_content) if response.streaming else response.content

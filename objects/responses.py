@@ -42,9 +42,15 @@ def quote_etag(etag):
     return etag if etag.startswith(('"', 'W/"')) else f'"{etag}"'
 
 
+def is_active_type(content_type):
+    """True for types a browser renders as a document (and so could run script from)."""
+    mime = content_type.split(";", 1)[0].strip().lower()
+    return mime.startswith(ACTIVE_TYPES) or mime.endswith("+xml")
+
+
 def _safe_headers(response, content_type):
     response["X-Content-Type-Options"] = "nosniff"
-    if content_type.lower().startswith(ACTIVE_TYPES):
+    if is_active_type(content_type):
         response["Content-Security-Policy"] = "sandbox"
         response["Content-Disposition"] = "attachment"
 

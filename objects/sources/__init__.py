@@ -7,8 +7,8 @@ address rules of ``guard.py`` and the shared cache), ``file`` (``file.py``,
 confined to ``ISTORE_FILE_ROOTS``) and ``self`` (``self.py``, another key of
 this istore). Any other scheme is 400, naming it. A new scheme (``s3://``) is
 one module with a ``Resolver`` subclass, added to ``BUILTIN`` or passed to
-``register``. Keep ``objects.keys.SCHEMES`` (checked when a key is written)
-equal to ``schemes()``.
+``register``; writes of keys with other schemes are refused through
+``resolver_for``.
 """
 from istore_site.errors import BadRequest
 

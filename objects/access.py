@@ -33,6 +33,26 @@ def token_user(request):
     return result[0] if result else None
 
 
+def staff_session_user(request):
+    """The staff user logged in to the admin, for reads only.
+
+    The API has no session middleware (objects.middleware.AdminOnlyMiddleware),
+    so the admin's session cookie is read here, and only when a private store
+    is read without a token: the admin's previews are plain <img> requests.
+    Writes never accept a session (they would need CSRF protection).
+    """
+    cookie = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
+    if not cookie:
+        return None
+    from importlib import import_module
+
+    from django.contrib.auth import get_user
+
+    request.session = import_module(settings.SESSION_ENGINE).SessionStore(cookie)
+    user = get_user(request)
+    return user if user.is_authenticated and user.is_staff else None
+
+
 def is_loopback(request):
     try:
         return ipaddress.ip_address(request.META.get("REMOTE_ADDR", "")).is_loopback
@@ -50,5 +70,5 @@ def check(request, write):
                 "Writes need a token: send 'Authorization: Token <key>' "
                 "(create one with `python manage.py drf_create_token <user>` or in /_admin/)."
             )
-    elif not settings.ISTORE_PUBLIC_READ and token_user(request) is None:
+    elif not settings.ISTORE_PUBLIC_READ and token_user(request) is None and staff_session_user(request) is None:
         raise NotAuthenticated("Reads need a token here (ISTORE_PUBLIC_READ=false): send 'Authorization: Token <key>'.")

@@ -59,3 +59,19 @@ def test_anonymous_writes_only_from_loopback(api):
     response = api.post("/w/remote", {"a": 1}, REMOTE_ADDR="10.1.2.3")
     assert response.status_code == 401, "anonymous writes are for local development only"
     assert api.post("/w/local", {"a": 1}).status_code == 201
+
+
+def test_private_reads_accept_a_staff_admin_session(secured_api, token, settings, client, django_user_model):
+    settings.ISTORE_PUBLIC_READ = False
+    secured_api.post("/w/k", {"a": 1}, HTTP_AUTHORIZATION=f"Token {token}")
+    staff = django_user_model.objects.create_user("curator", password="pw", is_staff=True)
+    client.force_login(staff)
+    assert client.get("/w/k?meta=1").status_code == 200, "the admin's previews read with its session"
+    assert client.post("/w/k", {"metadata": "{}"}).status_code == 401, "a session never authorises writes"
+
+
+def test_private_reads_refuse_a_non_staff_session(secured_api, token, settings, client, django_user_model):
+    settings.ISTORE_PUBLIC_READ = False
+    secured_api.post("/w/k", {"a": 1}, HTTP_AUTHORIZATION=f"Token {token}")
+    client.force_login(django_user_model.objects.create_user("someone", password="pw"))
+    assert client.get("/w/k?meta=1").status_code == 401

@@ -29,7 +29,7 @@ from istore_site.errors import ApiError, NotFound
 
 from . import cache as shared_cache
 from . import content, keys, responses, sources
-from .models import Item, hash_key
+from .models import Item
 
 _LOOKUP = object()
 
@@ -93,7 +93,7 @@ def _parse_operation(query):
 
 def _open(key, item, depth, chain):
     if item is _LOOKUP:
-        item = Item.objects.filter(key_hash=hash_key(key)).first()
+        item = Item.objects.by_key(key)
     if item is not None and item.has_content:
         return _upload_body(item)
     parsed = keys.parse_key(key)

@@ -5,7 +5,6 @@ call the plain functions that do the work (writing, listing, reading, verbs).
 import logging
 from urllib.parse import quote
 
-from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
 from django.http import HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -13,7 +12,7 @@ from django.views.decorators.csrf import csrf_exempt
 from istore_site.errors import ApiError, BadRequest, NotFound
 
 from . import access, content, keys, listing, payloads, reading, verbs, writing
-from .models import Item, hash_key
+from .models import Item
 from .responses import error, error_response, json_response
 
 logger = logging.getLogger(__name__)
@@ -60,7 +59,7 @@ def get(request, key):
 
 
 def find(key):
-    item = Item.objects.filter(key_hash=hash_key(key)).first()
+    item = Item.objects.by_key(key)
     if item is None:
         raise NotFound(f"No item is registered at {key!r}; register it with POST first.", code="no_such_key")
     return item

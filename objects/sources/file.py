@@ -15,6 +15,7 @@ The bytes are already local, so nothing is copied into the cache: each read
 stats the file (revalidation by mtime and size) and serves it directly; the
 version that keys derived results is (path, mtime, size, inode).
 """
+import functools
 import mimetypes
 import os
 import stat
@@ -39,7 +40,14 @@ class FileNotFound(NotFound):
 
 
 def roots():
-    return [os.path.realpath(root) for root in settings.ISTORE_FILE_ROOTS if root]
+    return _resolved_roots(tuple(settings.ISTORE_FILE_ROOTS))
+
+
+@functools.lru_cache(maxsize=8)
+def _resolved_roots(configured):
+    # Resolved once per configuration, not per request: roots are
+    # operator-controlled and do not move while istore runs.
+    return [os.path.realpath(root) for root in configured if root]
 
 
 def _inside(path, allowed):

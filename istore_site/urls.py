@@ -1,13 +1,14 @@
 from django.contrib import admin
 from django.urls import path, re_path
 
-from objects import views
+from objects import schema, views
 
 urlpatterns = [
     path("_admin/", admin.site.urls),
     path("_health", views.health),
     path("_ready", views.ready),
     path("_metrics", views.metrics_view),
+    path("_schema/", schema.schema_view),
     re_path(r"^", views.namespace),
 ]
 

@@ -20,7 +20,13 @@ offered on unprocessed bytes only (§4). Content in remote storage (S3) is
 served by streaming from storage, and copied into the local cache once before
 it is processed.
 """
+import dataclasses
+import io
+import logging
+import os
+from contextlib import ExitStack, contextmanager
 from datetime import timezone as dt_timezone
+from urllib.parse import quote
 
 from django.conf import settings
 from django.http import QueryDict
@@ -28,28 +34,69 @@ from django.http import QueryDict
 from istore_site.errors import ApiError, NotFound
 
 from . import cache as shared_cache
-from . import content, keys, responses, sources
+from . import content, keys, metrics, responses, sources
 from .models import Item
+
+logger = logging.getLogger(__name__)
 
 _LOOKUP = object()
 
 
 def serve(request, item):
-    """The content response for GET/HEAD of the registered ``item``."""
+    """The content response for GET/HEAD of the registered ``item``.
+
+    With ``ISTORE_ACCEL_REDIRECT`` set, bytes that live in a file of the cache
+    are handed to nginx (``X-Accel-Redirect``): see ``_accel_location``.
+    """
     body = read(item.key, request.GET, 0, item=item)
     try:
-        return responses.content_response(
+        accel = _accel_location(request, body)
+        response = responses.content_response(
             request,
-            body.open,
+            _empty if accel else body.open,
             size=body.size,
             content_type=body.content_type,
             etag=body.etag,
             last_modified=body.last_modified,
             cache_control=body.cache_control,
-            allow_range=not body.processed,
+            # Behind nginx, Range is nginx's to answer, on the file itself.
+            allow_range=not body.processed and not accel,
         )
+        if accel and response.status_code == 200:
+            response["X-Accel-Redirect"] = accel
+            response["Content-Length"] = "0"
+            if not body.processed:
+                response["Accept-Ranges"] = "bytes"
+        return response
     finally:
         body.close()
+
+
+def _empty():
+    return io.BytesIO(b"")
+
+
+def _accel_location(request, body):
+    """The ``X-Accel-Redirect`` target for ``body``, or None to serve it from here.
+
+    Only for a GET of bytes that are a file of the cache (a fetched source, a
+    processed result), named by their path relative to the cache directory
+    under the internal nginx location ``ISTORE_ACCEL_REDIRECT`` (an ``alias``
+    of ``ISTORE_CACHE_DIR``). istore has already checked access and answered
+    304 by then; the headers it sends (type, ETag, Last-Modified,
+    Cache-Control, nosniff/sandbox) are those of a direct answer, with an
+    empty body. A Range request for a processed result is answered here,
+    whole, as without nginx (§4 offers Range on unprocessed bytes only).
+    """
+    location = settings.ISTORE_ACCEL_REDIRECT
+    if not location or request.method != "GET" or body.path is None:
+        return None
+    if body.processed and request.META.get("HTTP_RANGE"):
+        return None
+    relative = shared_cache.get_cache().file_path(body.path, body.handle)
+    if relative is None:
+        return None
+    return location.rstrip("/") + "/" + quote(relative.as_posix())
 
 
 def read(key, query=None, depth=0, *, item=_LOOKUP, chain=None):
@@ -136,34 +183,52 @@ def _apply(operation, body, owner):
     """The processed Body: from the derivative cache, or computed once and cached."""
     if not settings.ISTORE_CACHE_DERIVATIVES:
         content_type, data = _compute(operation, body, None)
-        return _derived(body, operation, content_type, data)
+        return _derived(body, operation, shared_cache.Derivative(content_type, data=data))
     cache = shared_cache.get_cache()
     key = cache.derivative_key(body.version, operation.cache_key)
-    hit = cache.get_derivative(key)
+    hit = cache.get_derivative(key, owner)
     if hit is None:
         with cache.lock(key):
-            hit = cache.get_derivative(key)
+            hit = cache.get_derivative(key, owner)
             if hit is None:
-                hit = _compute(operation, body, cache.tmp_dir)
-                cache.put_derivative(key, *hit, owner=owner)
-    return _derived(body, operation, *hit)
+                content_type, data = _compute(operation, body, cache.tmp_dir)
+                hit = cache.put_derivative(key, content_type, data, owner=owner)
+    return _derived(body, operation, hit)
 
 
 def _compute(operation, body, tmp_dir):
-    with body.local_file(tmp_dir) as path:
+    with _local_file(body, tmp_dir) as path, metrics.processing_timer(operation.name):
         result = operation.run(path, body.content_type)
     return result.content_type, result.data
 
 
-def _derived(body, operation, content_type, data):
+@contextmanager
+def _local_file(body, tmp_dir):
+    """``body.local_file(tmp_dir)``; when the cache cannot hold the copy (full,
+    read-only), a copy in the system's temporary directory instead."""
+    stack = ExitStack()
+    try:
+        path = stack.enter_context(body.local_file(tmp_dir))
+    except shared_cache.CACHE_ERRORS as exc:
+        logger.warning("the cache could not hold a local copy for processing (%s); using a temporary file", exc)
+        path = stack.enter_context(dataclasses.replace(body, to_local=None).local_file(None))
+    with stack:
+        yield path
+
+
+def _derived(body, operation, derivative):
+    """The Body of a processed result (a ``cache.Derivative``): its cached file, or its bytes."""
     version = "derived:" + sources.base.digest(body.version, operation.cache_key)
+    handle = derivative.handle
     return sources.Body(
-        size=len(data),
-        content_type=content_type,
+        size=os.fstat(handle.fileno()).st_size if handle is not None else len(derivative.data),
+        content_type=derivative.content_type,
         etag=sources.base.digest(version),
         version=version,
         last_modified=body.last_modified,
         cache_control=body.cache_control,
-        data=data,
+        handle=handle,
+        path=handle.name if handle is not None else None,
+        data=derivative.data,
         processed=True,
     )

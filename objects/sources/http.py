@@ -29,7 +29,11 @@ Two adjustments for a shared cache, each small and named:
   removed from the ``If-None-Match`` we send.
 
 Concurrent misses on one URL fetch once: the fetch runs under the cache's
-single-flight lock and re-checks the cache once it holds it. Redirects are
+single-flight lock and re-checks the cache once it holds it. A body of known
+length (``STREAM_MIN_BYTES`` or more, not content-encoded) is served while it
+downloads: a thread streams it into the cache (``SharedCache.put_stream_following``)
+and the response reads the bytes as they land; that thread holds the lock
+until the body is stored, then writes the CacheControl metadata. Redirects are
 followed here one hop at a time (at most ``ISTORE_MAX_REDIRECTS``), each hop
 re-checked by ``objects.sources.guard``.
 """
@@ -37,6 +41,7 @@ import logging
 import os
 import threading
 import uuid
+from contextlib import ExitStack
 from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit
 
@@ -54,7 +59,7 @@ from istore_site.errors import BadGateway, BadRequest, GatewayTimeout, NotFound,
 
 from .. import cache as shared_cache
 from . import guard
-from .base import Body, Resolver, clean_type, digest, guess_type, read_head
+from .base import FALLBACK_TYPE, SNIFF_BYTES, Body, Resolver, clean_type, digest, guess_type, read_head
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +69,10 @@ TOKEN_TAG = "t:"
 SYNTHETIC_ETAG = 'W/"istore-lm-'
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 OK_STATUSES = (200, 203)
+# An uncached body at least this big, of known length and not content-encoded,
+# is served while it downloads into the cache (first byte at once, not after
+# the whole download).
+STREAM_MIN_BYTES = 1024 * 1024
 USER_AGENT = "istore (source fetcher)"
 
 
@@ -219,10 +228,17 @@ class _SourceReader:
         self.error = None
 
     def read(self, amount=-1):
+        return self._read(self.raw.read, amount)
+
+    def read1(self, amount=-1):
+        """At most ``amount`` bytes, as soon as some have arrived (for serving while downloading)."""
+        return self._read(self.raw.read1, amount)
+
+    def _read(self, method, amount):
         if self.error is not None:
             return b""
         try:
-            chunk = self.raw.read(None if amount is None or amount < 0 else amount, decode_content=True)
+            chunk = method(None if amount is None or amount < 0 else amount, decode_content=True)
         except ReadTimeoutError:
             self.error = SourceTimeout(
                 f"The source {self.url} stopped sending for more than {settings.ISTORE_READ_TIMEOUT} s "
@@ -239,6 +255,15 @@ class _SourceReader:
             self.error = _too_large(self.url, self.size, at_least=True)
             return b""
         return chunk
+
+
+def _streamable(response):
+    """True when the body can be served while it downloads: its length is known (and within
+    ``ISTORE_MAX_SOURCE_BYTES``, big enough to matter) and the bytes on the wire are the bytes served."""
+    length = response.headers.get("content-length", "")
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    return (length.isdigit() and STREAM_MIN_BYTES <= int(length) <= settings.ISTORE_MAX_SOURCE_BYTES
+            and encoding in ("", "identity"))
 
 
 def _too_large(url, size, at_least=False):
@@ -277,11 +302,13 @@ class HttpResolver(Resolver):
         body = self._fresh(cache, request, url)
         if body is not None:
             return body
-        with cache.lock("src:" + cache_key):
+        held = ExitStack()  # the lock; a download served while it goes on takes it along
+        with held:
+            held.enter_context(cache.lock("src:" + cache_key))
             body = self._fresh(cache, request, url)
             if body is not None:
                 return body
-            return self._fetch(cache, request, cache_key, url)
+            return self._fetch(cache, request, cache_key, url, held=held)
 
     def _fresh(self, cache, request, url):
         """The cached body if CacheControl says it is fresh, else None."""
@@ -297,7 +324,7 @@ class HttpResolver(Resolver):
         finally:
             store.close()
 
-    def _fetch(self, cache, request, cache_key, url, conditional=True):
+    def _fetch(self, cache, request, cache_key, url, conditional=True, held=None):
         store = _SourceStore(cache)
         controller = CacheController(store)
         try:
@@ -311,17 +338,74 @@ class HttpResolver(Resolver):
                     updated = controller.update_cached_response(request, response.raw)
                     handle = store.take()
                     if handle is None:  # evicted meanwhile: fetch the whole body
-                        return self._fetch(cache, request, cache_key, url, conditional=False)
+                        return self._fetch(cache, request, cache_key, url, conditional=False, held=held)
                     return self._body(url, updated.headers, handle, store.last_path, store.token)
                 if status in (404, 410):
                     raise SourceNotFound(f"The source answered {status} {response.reason}: {url}.")
                 if status not in OK_STATUSES:
                     raise SourceError(f"The source answered {status} {response.reason}: {url}.")
+                if held is not None and _streamable(response):
+                    body = self._stream_response(cache, store, controller, request, response, cache_key, url, held)
+                    if body is not None:
+                        response = store = None  # the download thread closes them
+                        return body
                 return self._store_response(cache, store, controller, request, response, cache_key, url)
             finally:
-                response.close()
+                if response is not None:
+                    response.close()
         finally:
-            store.close()
+            if store is not None:
+                store.close()
+
+    def _stream_response(self, cache, store, controller, request, response, cache_key, url, held):
+        """Start storing the body from a background thread and serve it as it arrives; None if the
+        cache cannot take it now (nothing read: ``_store_response`` then stores or bypasses it)."""
+        raw = response.raw
+        size = int(response.headers["content-length"])
+        token = uuid.uuid4().hex
+        reader = _SourceReader(raw, settings.ISTORE_MAX_SOURCE_BYTES, url)
+        lock = held.pop_all()  # released by done(), when the body is stored (or failed)
+
+        def done(error):
+            try:
+                if error is None and reader.error is None:
+                    if "private" not in controller.parse_cache_control(raw.headers):
+                        controller.cache_response(request, raw, body=None)
+                    if not store.meta_written:
+                        cache.delete(META + cache_key)
+                        cache.touch(BODY + cache_key, expire=shared_cache.TRANSIENT_SECONDS)
+                else:
+                    cache.delete(BODY + cache_key)
+                    if reader.error is not None or not isinstance(error, shared_cache.CacheUnavailable):
+                        logger.warning("%s was served while it downloaded but broke off: %s", url,
+                                       reader.error.detail if reader.error is not None else error)
+            finally:
+                response.close()
+                store.close()
+                lock.close()
+
+        _HEURISTIC.apply(raw)
+        store.token = token
+        following = cache.put_stream_following(BODY + cache_key, reader, size=size, tag=TOKEN_TAG + token,
+                                               on_done=done)
+        if following is None:
+            held.enter_context(lock)
+            return None
+
+        def to_local():
+            try:
+                return following.wait_path()
+            except shared_cache.CacheUnavailable:
+                raise
+            except OSError:
+                raise reader.error or SourceError(f"The source {url} broke off: {following.error}.") from None
+
+        return Body(
+            **self._describe(url, raw.headers, size, token, lambda: following.head(SNIFF_BYTES)),
+            handle=following.open(),
+            opener=following.open,
+            to_local=to_local,
+        )
 
     def _store_response(self, cache, store, controller, request, response, cache_key, url):
         raw = response.raw
@@ -392,11 +476,17 @@ class HttpResolver(Resolver):
 
     def _body(self, url, headers, handle, path, token):
         size = os.fstat(handle.fileno()).st_size
+        return Body(**self._describe(url, headers, size, token, lambda: read_head(path)), handle=handle, path=path)
+
+    def _describe(self, url, headers, size, token, head):
+        """What a Body of these bytes says about them; ``head()`` gives their first bytes, for sniffing."""
         etag = headers.get("etag")
         version = f"http:{url}\0{etag}\0{size}" if etag else f"http-body:{token}"
-        content_type = clean_type(headers.get("content-type")) or guess_type(
-            urlsplit(url).path, read_head(path)
-        )
+        content_type = clean_type(headers.get("content-type"))
+        if content_type is None:
+            content_type = guess_type(urlsplit(url).path)
+            if content_type == FALLBACK_TYPE:
+                content_type = guess_type("", head())
         directives = _PARSER.parse_cache_control(headers)
         if "no-store" in directives:
             cache_control = "no-store"
@@ -404,15 +494,13 @@ class HttpResolver(Resolver):
             cache_control = "private, no-cache"
         else:
             cache_control = "public, no-cache"
-        return Body(
+        return dict(
             size=size,
             content_type=content_type,
             etag=digest(version),
             version=version,
             last_modified=_parse_date(headers.get("last-modified")),
             cache_control=cache_control,
-            handle=handle,
-            path=path,
         )
 
 

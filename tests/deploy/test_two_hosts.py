@@ -43,3 +43,60 @@ def test_listing_is_the_same_on_both(two_hosts):
 def test_writes_need_a_token_on_every_host(two_hosts):
     for host in (two_hosts["a"], two_hosts["b"]):
         assert requests.post(f"{host}/anon/x", data={"metadata": "{}"}, timeout=30).status_code == 401
+
+
+def _processing_count(host, operation):
+    """istore_processing_seconds_count for ``operation`` on one host (all its workers)."""
+    total = 0.0
+    for line in requests.get(f"{host}/_metrics", timeout=30).text.splitlines():
+        if line.startswith("istore_processing_seconds_count{") and f'operation="{operation}"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_identical_processing_on_both_hosts_computes_once(two_hosts):
+    """Single flight across hosts: a Redis lock, and the result shared through Redis."""
+    import io
+    import threading
+
+    import numpy as np
+    from PIL import Image
+
+    a, b, auth = two_hosts["a"], two_hosts["b"], two_hosts["auth"]
+    # Fresh noise: big enough for the requests to overlap while one computes, and never computed
+    # before (results stay shared in Redis for minutes).
+    pixels = np.random.default_rng().integers(0, 256, (2000, 2000, 3), dtype=np.uint8)
+    png = io.BytesIO()
+    Image.fromarray(pixels).save(png, format="PNG", compress_level=1)
+    put = requests.put(f"{a}/flight/noise.png", data=png.getvalue(),
+                       headers={**auth, "Content-Type": "image/png"}, timeout=60)
+    assert put.status_code == 201, put.text
+    # Warm every worker of both hosts up (imports of the processing stack), so
+    # that the six requests below really run side by side on the two hosts.
+    small = io.BytesIO()
+    Image.fromarray(pixels[:64, :64]).save(small, format="PNG")
+    requests.put(f"{a}/flight/small.png", data=small.getvalue(), headers={**auth, "Content-Type": "image/png"},
+                 timeout=60)
+    for n in range(8):
+        host = (a, b)[n % 2]
+        assert requests.get(f"{host}/flight/small.png?apply=resize&w={n + 1}", timeout=60).status_code == 200
+    before = _processing_count(a, "resize") + _processing_count(b, "resize")
+
+    barrier = threading.Barrier(6)
+    answers = [None] * 6
+
+    def get(n):
+        host = (a, b)[n % 2]
+        barrier.wait()
+        answers[n] = requests.get(f"{host}/flight/noise.png?apply=resize&w=50", timeout=120)
+
+    threads = [threading.Thread(target=get, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [r.status_code for r in answers] == [200] * 6, [r.text[:200] for r in answers]
+    assert len({r.content for r in answers}) == 1 and len({r.headers["ETag"] for r in answers}) == 1
+    assert Image.open(io.BytesIO(answers[0].content)).size == (50, 50)
+    computed = _processing_count(a, "resize") + _processing_count(b, "resize") - before
+    assert computed == 1, f"6 identical requests over two hosts computed {computed} times, not once"

@@ -167,6 +167,7 @@ class FakeOperation:
 
     def __init__(self, runs, delay=0.0, name="fake"):
         self.runs, self.delay = runs, delay
+        self.name = name
         self.cache_key = f"v1|{name}"
 
     def run(self, path, content_type=None):
@@ -214,7 +215,8 @@ def test_concurrent_identical_derivatives_compute_once(origin, runs, db):
     results = []
 
     def fetch():
-        results.append(reading.read(f"/cd/{url}", "apply=fake", 0, item=None).data)
+        with reading.read(f"/cd/{url}", "apply=fake", 0, item=None).open() as handle:
+            results.append(handle.read())
 
     threads = [threading.Thread(target=fetch) for _ in range(6)]
     for thread in threads:
@@ -260,3 +262,254 @@ def test_derivative_cache_can_be_switched_off(api, origin, runs, settings):
     assert len(runs) == 2, "with ISTORE_CACHE_DERIVATIVES=false every request computes"
     assert origin.count["/off.bin"] == 1, "sources are still cached"
     assert first["ETag"] == second["ETag"]
+
+
+# -- manage.py prune_cache ------------------------------------------------------------------------------
+
+
+def fill(count=3):
+    cache = shared_cache.get_cache()
+    for name in "abcdefgh"[:count]:
+        cache.put_stream(name, stream(BLOB), keep_open=False)
+    return cache
+
+
+def prune(*args):
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    call_command("prune_cache", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_prune_cache_to_a_size_evicts_least_recently_used_first(db):
+    cache = fill(3)
+    cache.get_file("a")[0].close()  # a is now more recent than b and c
+    before = cache.volume()
+    output = prune("--max-bytes", "250K")
+    assert cache.volume() <= 250 * 1024
+    assert "b" not in cache and "a" in cache, "the least recently used entry goes first"
+    assert "freed" in output and "1 entry" in output
+    freed = int(output.split("(")[1].split(" bytes")[0])
+    assert freed == before - cache.volume() >= len(BLOB)
+
+
+def test_prune_cache_to_the_configured_cap(db, settings):
+    fill(3)
+    settings.ISTORE_CACHE_MAX_BYTES = 150 * 1024  # lowered after the fact
+    output = prune()
+    assert shared_cache.get_cache().volume() <= 150 * 1024
+    assert "2 entries" in output and "150.0 KiB cap" in output
+
+
+def test_prune_cache_all(db):
+    cache = fill(3)
+    (cache.tmp_dir / "left-by-a-killed-worker").write_bytes(b"x" * 1000)
+    output = prune("--all")
+    assert not list(cache.disk.iterkeys())
+    assert not list(cache.tmp_dir.iterdir())
+    assert "3 entries" in output and "emptied" in output
+
+
+def test_prune_cache_rejects_a_bad_size(db):
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError):
+        prune("--max-bytes", "lots")
+    with pytest.raises(CommandError):
+        prune("--max-bytes", "1M", "--all")
+
+
+def test_prune_cache_runs_as_a_command(tmp_path):
+    """The real command line, as an operator runs it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "DJANGO_DEBUG": "true", "ISTORE_DATA_DIR": str(tmp_path),
+           "ISTORE_CACHE_DIR": str(tmp_path / "cache")}
+    SharedCache(tmp_path / "cache", 10**8).set_value("k", b"v" * 50000)
+    result = subprocess.run([sys.executable, "manage.py", "prune_cache", "--all"], cwd=root, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "emptied: freed" in result.stdout and "1 entry" in result.stdout
+
+
+# -- serving a cold source while it downloads ---------------------------------------------------------------
+
+
+class SlowOrigin:
+    """An origin that sends ``first`` bytes of a body, pauses ``pause`` seconds, then sends the rest
+    (or, with ``cut=True``, closes the connection instead)."""
+
+    def __init__(self):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.routes, self.count = {}, {}
+        origin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                data, first, pause, cut, headers = origin.routes[self.path]
+                origin.count[self.path] = origin.count.get(self.path, 0) + 1
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                try:
+                    self.wfile.write(data[:first])
+                    self.wfile.flush()
+                    time.sleep(pause)
+                    if cut:
+                        self.close_connection = True
+                        return
+                    self.wfile.write(data[first:])
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request, client_address):
+                pass
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+
+    def add(self, path, data, first, pause, cut=False, headers=None):
+        self.routes[path] = (data, first, pause, cut, {"Cache-Control": "max-age=3600", **(headers or {})})
+        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def slow_origin(settings):
+    settings.ISTORE_ALLOW_LOOPBACK_SOURCES = True
+    server = SlowOrigin()
+    yield server
+    server.close()
+
+
+def wait_cached(key_url, seconds=10):
+    """Wait until the download thread has stored the body and released its lock."""
+    from objects.sources import http as http_source
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if any(k.startswith(http_source.META) for k in shared_cache.get_cache().disk.iterkeys()):
+            with shared_cache.get_cache().lock("src:" + key_url, wait=seconds):
+                return
+        time.sleep(0.02)
+    raise AssertionError("the download was not cached")
+
+
+BIG = os.urandom(4 * 1024 * 1024 + 123)
+
+
+def test_cold_source_is_served_while_it_downloads(api, slow_origin):
+    url = slow_origin.add("/big.bin", BIG, first=1024 * 1024, pause=2.0)
+    key = register(api, f"/st/{url}")
+    started = time.monotonic()
+    response = api.get(key)
+    chunks = iter(response.streaming_content)
+    first = next(chunks)
+    first_byte = time.monotonic() - started
+    assert first_byte < 1.2, f"the first byte waited {first_byte:.2f} s for the download"
+    assert response["Content-Length"] == str(len(BIG))
+    data = first + b"".join(chunks)
+    assert data == BIG and time.monotonic() - started >= 2.0
+    wait_cached(url)
+    again = api.get(key)
+    assert content(again) == BIG and slow_origin.count["/big.bin"] == 1, "stored while it was served"
+    assert again["ETag"] == response["ETag"]
+
+
+def test_concurrent_request_waits_for_the_download(api, slow_origin, db):
+    url = slow_origin.add("/wait.bin", BIG, first=512 * 1024, pause=0.8)
+    key = register(api, f"/st/{url}")
+    first = api.get(key)
+    results = []
+
+    def other():
+        body = reading.read(key, "", 0, item=None)
+        with body.open() as handle:
+            results.append(handle.read())
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    assert content(first) == BIG
+    thread.join(10)
+    assert results == [BIG] and slow_origin.count["/wait.bin"] == 1, "one download for both"
+
+
+def test_range_and_processing_of_a_cold_source(api, slow_origin):
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(3).integers(0, 256, (700, 700, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "PNG", compress_level=1)
+    png = out.getvalue()
+    assert len(png) > 1024 * 1024
+    url = slow_origin.add("/cold.png", png, first=300 * 1024, pause=0.5, headers={"Content-Type": "image/png"})
+    key = register(api, f"/st/{url}")
+    ranged = api.get(key, HTTP_RANGE="bytes=1000000-1000099")
+    assert ranged.status_code == 206 and content(ranged) == png[1000000:1000100]
+    wait_cached(url)
+    url2 = slow_origin.add("/cold2.png", png, first=300 * 1024, pause=0.5, headers={"Content-Type": "image/png"})
+    key2 = register(api, f"/st/{url2}")
+    processed = api.get(key2, "apply=resize&w=70")
+    assert processed.status_code == 200
+    assert Image.open(io.BytesIO(content(processed))).size == (70, 70)
+
+
+def test_head_of_a_cold_source_leaves_it_downloading_into_the_cache(api, slow_origin):
+    url = slow_origin.add("/head.bin", BIG, first=16384, pause=1.5)  # 8 KiB are sniffed for a type
+    key = register(api, f"/st/{url}")
+    started = time.monotonic()
+    head = api.head(key)
+    assert head.status_code == 200 and head["Content-Length"] == str(len(BIG))
+    assert time.monotonic() - started < 1.0
+    wait_cached(url)
+    assert content(api.get(key)) == BIG and slow_origin.count["/head.bin"] == 1
+
+
+def test_source_that_breaks_off_while_served_is_not_cached(api, slow_origin):
+    url = slow_origin.add("/cut.bin", BIG, first=2 * 1024 * 1024, pause=0.1, cut=True)
+    key = register(api, f"/st/{url}")
+    response = api.get(key)
+    with pytest.raises(OSError):
+        b"".join(response.streaming_content)
+    with shared_cache.get_cache().lock("src:" + url, wait=10):
+        pass
+    second = api.get(key)
+    with pytest.raises(OSError):
+        b"".join(second.streaming_content)
+    assert slow_origin.count["/cut.bin"] == 2, "a broken download is not served from the cache"
+
+
+def test_small_or_encoded_sources_are_downloaded_first(api, slow_origin, monkeypatch):
+    from objects.sources import http as http_source
+
+    small = os.urandom(1000)
+    url = slow_origin.add("/small.bin", small, first=10, pause=0.2)
+    key = register(api, f"/st/{url}")
+    started = time.monotonic()
+    response = api.get(key)
+    assert time.monotonic() - started >= 0.2, "a small body is stored whole first"
+    assert content(response) == small
+    # Not enough free space for the value: stored whole first (or bypassed), as before.
+    monkeypatch.setattr(shared_cache, "FOLLOW_SPARE_BYTES", 1 << 62)
+    url = slow_origin.add("/nospace.bin", BIG, first=1024, pause=0.2)
+    assert content(api.get(register(api, f"/st/{url}"))) == BIG
+    assert http_source.STREAM_MIN_BYTES == 1024 * 1024

@@ -12,7 +12,6 @@ when there was any.
 
     .venv/bin/python benchmarks/fuzz_api.py                 # 5 minutes, SQLite
     .venv/bin/python benchmarks/fuzz_api.py --seconds 60
-    .venv/bin/python benchmarks/fuzz_api.py --known-bugs    # also the inputs of open findings
     DATABASE_URL=postgres://... .venv/bin/python benchmarks/fuzz_api.py
 
 Record the outcome in docs/security.md ("Fuzzing").
@@ -34,16 +33,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=300.0, help="how long to fuzz (default 300)")
     parser.add_argument("--examples", type=int, default=500, help="examples per hypothesis run (default 500)")
-    parser.add_argument("--known-bugs", action="store_true",
-                        help="also generate the inputs of open findings (expect failures)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="istore-fuzz-") as temp:
         report = Path(temp) / "report.json"
         env = dict(os.environ, ISTORE_FUZZ_SECONDS=str(args.seconds), ISTORE_FUZZ_EXAMPLES=str(args.examples),
                    ISTORE_FUZZ_REPORT=str(report))
-        if args.known_bugs:
-            env["ISTORE_FUZZ_KNOWN_BUGS"] = "1"
         started = time.monotonic()
         command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", TEST,
                    "-W", "ignore::hypothesis.errors.HypothesisWarning"]

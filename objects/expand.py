@@ -39,7 +39,8 @@ def parse_request(body):
         raise BadRequest(f'"video" must be a path starting with "/", not {video!r}.', code="invalid_video")
     keys.validate_key(video)
     every = body.get("every", 1)
-    if isinstance(every, bool) or not isinstance(every, numbers.Real) or every != int(every) or every < 1:
+    if (isinstance(every, bool) or not isinstance(every, numbers.Real) or not math.isfinite(every)
+            or every != int(every) or every < 1):
         raise BadRequest(f'"every" must be a whole number of seconds, 1 or more, not {every!r}.',
                          code="invalid_every")
     return video, int(every)

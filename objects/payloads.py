@@ -6,7 +6,6 @@ Reading a write request's payload (§3): metadata and optional content.
   multipart only, the file field ``file``.
 - anything else with a body (``curl -T``): the body is the content.
 """
-import json
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -15,9 +14,9 @@ from django.core.files.uploadhandler import FileUploadHandler
 from django.http import QueryDict
 from django.http.multipartparser import MultiPartParserError
 
-from istore_site.errors import BadRequest, PayloadTooLarge
+from istore_site.errors import ApiError, BadRequest, PayloadTooLarge
 
-from . import content
+from . import content, jsontext
 from .writing import InvalidMetadata
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -52,9 +51,9 @@ def parse_metadata(text):
     if isinstance(text, (bytes, bytearray)):
         text = text.decode("utf-8", errors="replace")
     try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise InvalidMetadata(f"metadata is not valid JSON ({exc}); send a JSON object such as {{\"name\": \"x\"}}.")
+        value = jsontext.loads(text, "metadata")
+    except jsontext.InvalidJson as exc:
+        raise InvalidMetadata(f"{exc.detail} Send a JSON object such as {{\"name\": \"x\"}}.") from None
     if not isinstance(value, dict):
         raise InvalidMetadata(f"metadata must be a JSON object, not {type(value).__name__}.")
     return value
@@ -65,6 +64,27 @@ def content_length(request):
         return int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
         raise BadRequest("Content-Length is not a number.", code="bad_content_length") from None
+
+
+def is_chunked(request):
+    return "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
+
+
+def raw_body_reader(request):
+    """``(read, expected_length)`` for the raw body of a request.
+
+    Django caps ``request.read`` at CONTENT_LENGTH, which a chunked request
+    (``curl -T -``) has none of, so it would read nothing. A server that
+    de-chunks the body and says so (``wsgi.input_terminated``, as gunicorn
+    does) lets istore read the input to its end; otherwise a chunked body is
+    refused with 411.
+    """
+    if is_chunked(request) and not request.META.get("CONTENT_LENGTH"):
+        if not request.META.get("wsgi.input_terminated"):
+            raise ApiError("This server cannot read a chunked body: send Content-Length.", status=411,
+                           code="length_required")
+        return request.META["wsgi.input"].read, None
+    return request.read, content_length(request) or None
 
 
 def read_payload(request):
@@ -82,15 +102,11 @@ def read_payload(request):
             "send large content as a file or raw body.", code="body_too_large") from None
     except (MultiPartParserError, SuspiciousOperation, UnicodeDecodeError) as exc:
         raise BadRequest(f"The form body could not be parsed: {exc}.", code="bad_form") from None
-    chunked = "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
-    return Payload(raw_body=length > 0 or chunked)
+    return Payload(raw_body=length > 0 or is_chunked(request))
 
 
 def _json_payload(request):
-    try:
-        body = json.loads(request.body or b"{}")
-    except ValueError as exc:
-        raise BadRequest(f"The body is not valid JSON ({exc}).", code="invalid_json") from None
+    body = jsontext.loads(request.body or b"{}")
     if not isinstance(body, dict):
         raise BadRequest('A JSON body must be an object: {"metadata": {...}}.', code="invalid_json")
     unknown = sorted(set(body) - {"metadata"})

@@ -43,15 +43,24 @@ def quote_etag(etag):
 
 
 def is_active_type(content_type):
-    """True for types a browser renders as a document (and so could run script from)."""
-    mime = content_type.split(";", 1)[0].strip().lower()
-    return mime.startswith(ACTIVE_TYPES) or mime.endswith("+xml")
+    """True for types a browser may render as a document (and so run script from).
+
+    A header may list several types (``text/plain,text/html``) and browsers
+    differ in which one they take, so any active part makes it active.
+    """
+    for part in content_type.lower().split(","):
+        mime = part.split(";", 1)[0].strip()
+        if mime.startswith(ACTIVE_TYPES) or mime.endswith(("+xml", "/xsl", "/xslt")):
+            return True
+    return False
 
 
 def _safe_headers(response, content_type):
+    # Stored bytes never run script on istore's origin: every content response
+    # is sandboxed (an image is unaffected), and document types are downloads.
     response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "sandbox"
     if is_active_type(content_type):
-        response["Content-Security-Policy"] = "sandbox"
         response["Content-Disposition"] = "attachment"
 
 

@@ -5,11 +5,10 @@ Verbs read the body as JSON whatever its Content-Type (``curl -d`` labels JSON
 as a form). Each verb is a function ``(body: dict, directory: str) ->
 (status, data)`` registered in VERBS; it raises ApiError for bad input.
 """
-import json
 
 from istore_site.errors import ApiError, BadRequest
 
-from . import access
+from . import access, jsontext
 from .responses import error, error_response, json_response
 
 VERBS = {}
@@ -24,10 +23,7 @@ def verb(name):
 
 
 def read_json_body(request):
-    try:
-        body = json.loads(request.body or b"")
-    except ValueError as exc:
-        raise BadRequest(f"The body must be a JSON object ({exc}).", code="invalid_json") from None
+    body = jsontext.loads(request.body or b"", "The body (a JSON object)")
     if not isinstance(body, dict):
         raise BadRequest("The body must be a JSON object.", code="invalid_json")
     return body

@@ -43,8 +43,6 @@ def namespace(request):
         logger.warning("database error on %s %s: %s", request.method, request.path, exc)
         response = error(503, "database_unavailable", "The database is unavailable; retry in a moment.",
                          headers={"Retry-After": "5"})
-    if request.method == "HEAD":
-        response = _without_body(response)
     return response
 
 
@@ -67,6 +65,9 @@ def find(key):
 
 def list_directory(request, prefix):
     limit, after, delimiter = listing.parse_params(request.GET)
+    if request.method == "HEAD":
+        # The headers a GET would send, without running the listing.
+        return HttpResponse(b"", content_type="application/json")
     if limit is None:
         response = StreamingHttpResponse(
             (chunk.encode("utf-8") for chunk in listing.stream(prefix, delimiter)), content_type="application/json"
@@ -95,10 +96,9 @@ def _write(request, key, replace):
         if payload.upload is not None:
             stored = content.store_uploaded_file(payload.upload, key)
         else:
-            stored = content.store_stream(
-                request.read, key, request.META.get("CONTENT_TYPE", ""),
-                expected_length=payloads.content_length(request) or None,
-            )
+            read, expected_length = payloads.raw_body_reader(request)
+            stored = content.store_stream(read, key, request.META.get("CONTENT_TYPE", ""),
+                                          expected_length=expected_length)
     item, created = writing.write(key, payload.metadata, replace=replace, stored=stored)
     if created:
         return json_response(item.as_dict(), status=201, headers={"Location": quote(key, safe="/:@!$&'()*+,;=~")})
@@ -121,19 +121,6 @@ def delete(request, key):
 
 
 HANDLERS = {"GET": get, "HEAD": get, "POST": post, "PUT": put, "DELETE": delete}
-
-
-def _without_body(response):
-    if isinstance(response, StreamingHttpResponse) or hasattr(response, "file_to_stream"):
-        length = response.get("Content-Length")
-        stripped = HttpResponse(b"", status=response.status_code)
-        for name, value in response.items():
-            stripped[name] = value
-        if length is None:
-            del stripped["Content-Length"]
-        response.close()
-        return stripped
-    return response
 
 
 def health(request):

@@ -20,7 +20,7 @@ from django.utils import timezone
 from istore_site.errors import BadRequest, NotFound
 
 from . import content as content_store
-from . import keys, signals
+from . import jsontext, keys, signals
 from .models import Item, hash_key
 
 
@@ -35,6 +35,10 @@ def check_metadata(metadata):
             f"metadata must be a JSON object, not {type(metadata).__name__}: "
             'send metadata=\'{"name": "value"}\'.'
         )
+    try:
+        jsontext.check(metadata, "metadata")
+    except jsontext.InvalidJson as exc:
+        raise InvalidMetadata(exc.detail) from None
     size = len(json.dumps(metadata, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
     if size > settings.ISTORE_MAX_METADATA_BYTES:
         raise InvalidMetadata(

@@ -40,8 +40,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, urlencode
 
 import pytest
-from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -57,19 +56,13 @@ ACTIVE_TYPES = ("text/html", "application/xhtml", "image/svg", "text/xml", "appl
 PATH_SAFE = "/:@!$&'()*+,;=~"
 VALID_TOKEN = "<valid token>"  # replaced by the run's real token when the request is sent
 
-# ISTORE_FUZZ_KNOWN_BUGS=1 switches them all on (to see the fuzz find them).
-_KNOWN_BUGS = os.environ.get("ISTORE_FUZZ_KNOWN_BUGS") == "1"
-# Input families that still hit bugs reported in docs/security.md ("Open
-# findings"); each has a strict xfail regression test (at the end of this file
-# unless said). Switch a family on when its test passes.
-FUZZ_NON_FINITE_JSON = _KNOWN_BUGS  # NaN / Infinity / 1e400 in metadata: IntegrityError on write (500)
-FUZZ_LONE_SURROGATES = _KNOWN_BUGS  # "\ud800" in metadata: UnicodeEncodeError on write (500)
-FUZZ_NON_FINITE_VERBS = _KNOWN_BUGS  # "every": NaN in _expand: ValueError (500)
-# "\u0000" in a metadata string: PostgreSQL's jsonb refuses it (DataError, 500); SQLite stores it.
-# test_limits.py::test_nul_in_metadata_is_not_a_500 (strict xfail on PostgreSQL).
-FUZZ_NUL_IN_JSON = _KNOWN_BUGS or settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql"
-FUZZ_DEEP_JSON = _KNOWN_BUGS  # JSON nested ~900+ levels in metadata or a verb body: RecursionError (500),
-#                         test_limits.py::test_deeply_nested_json_is_400
+# Input families that once hit bugs (docs/security.md); each has a regression
+# test at the end of this file or in test_limits.py. All are fuzzed now.
+FUZZ_NON_FINITE_JSON = True  # NaN / Infinity / 1e400 in metadata
+FUZZ_LONE_SURROGATES = True  # "\ud800" in metadata
+FUZZ_NON_FINITE_VERBS = True  # "every": NaN in _expand
+FUZZ_NUL_IN_JSON = True  # "\u0000" in a metadata string (PostgreSQL's jsonb cannot store it)
+FUZZ_DEEP_JSON = True  # JSON nested ~900+ levels in metadata or a verb body
 
 
 # ---------------------------------------------------------------- the schema drives the vocabulary
@@ -177,11 +170,6 @@ def world(api, auth, settings, tmp_path, token, monkeypatch):
         "/page.html": (200, "text/html", media.HTML_WITH_SCRIPT),
         "/boom": (503, "text/plain", b"origin down"),
     })
-    # HEAD on a directory calls response.close() inside the view, which sends
-    # request_finished, whose close_old_connections closes the connection of a
-    # test that runs in a transaction (test_head_on_a_directory_sends_request_finished_once).
-    # Harmless in production (autocommit), fatal to this test's transaction: off.
-    monkeypatch.setattr(connection, "close_if_unusable_or_obsolete", lambda: None)
     try:
         yield _seed(api, auth, origin, str(root), media.webm(seconds=2))
     finally:
@@ -646,9 +634,6 @@ def test_schema_is_read_only(client, db):
 # ---------------------------------------------------------------- what the fuzz found (open: strict xfail)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="objects/payloads.py parse_metadata() and _json_payload() accept NaN/Infinity/1e400 "
-                          "(json.loads), the database refuses them: IntegrityError, 500. See docs/security.md")
 @pytest.mark.parametrize("text", ['{"a": NaN}', '{"a": Infinity}', '{"a": -Infinity}', '{"a": 1e400}',
                                   '{"a": [1, {"b": NaN}]}'])
 def test_non_finite_numbers_in_metadata_are_400(api, text):
@@ -659,13 +644,10 @@ def test_non_finite_numbers_in_metadata_are_400(api, text):
     for response in (client.post("/found/k", {"metadata": text}),
                      client.post("/found/k", f'{{"metadata": {text}}}', content_type="application/json")):
         assert response.status_code == 400, (response.status_code, response.content[:200])
-        assert json.loads(response.content)["error"] == "invalid_metadata"
+        assert json.loads(response.content)["error"] in ("invalid_metadata", "invalid_json")
     assert not Item.objects.filter(key="/found/k").exists()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="objects/expand.py parse_body() calls int(every) on NaN/Infinity (ValueError/"
-                          "OverflowError): 500; objects/verbs.py read_json_body() accepts NaN. See docs/security.md")
 @pytest.mark.parametrize("every", ["NaN", "Infinity", "-Infinity", "1e400"])
 def test_expand_with_a_non_finite_every_is_400(api, every):
     client = api.client._client
@@ -675,9 +657,6 @@ def test_expand_with_a_non_finite_every_is_400(api, every):
     assert response.status_code == 400, (response.status_code, response.content[:200])
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="objects/writing.py check_metadata() encodes metadata to UTF-8 and a lone surrogate "
-                          "escape (\\ud800) raises UnicodeEncodeError: 500. See docs/security.md")
 @pytest.mark.parametrize("text", ['{"a": "\\ud800"}', '{"\\udfff": 1}'])
 def test_lone_surrogates_in_metadata_are_400(api, text):
     client = api.client._client
@@ -686,10 +665,6 @@ def test_lone_surrogates_in_metadata_are_400(api, text):
     assert response.status_code == 400, (response.status_code, response.content[:200])
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="objects/views.py _without_body() calls response.close() inside the view, which sends "
-                          "request_finished a second time (close_old_connections mid-request; in a test "
-                          "transaction it closes the connection). See docs/security.md")
 def test_head_on_a_directory_sends_request_finished_once(api):
     from django.core.signals import request_finished
 

@@ -127,9 +127,6 @@ def test_admin_pages_deny_framing(client, db):
 # ---------------------------------------------------------------- open: types that still run script
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="objects/responses.py is_active_type() reads only the first type of a comma list; "
-                          "Chromium renders the last one (text/plain,text/html runs script): see docs/security.md")
 @pytest.mark.parametrize("content_type", ["text/plain,text/html", "image/png, text/html",
                                           "text/plain;charset=utf-8,image/svg+xml"])
 def test_comma_separated_types_are_sandboxed(api, content_type):
@@ -140,9 +137,6 @@ def test_comma_separated_types_are_sandboxed(api, content_type):
     assert_sandboxed(response)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="objects/responses.py ACTIVE_TYPES lacks text/xsl, which Chromium renders as a "
-                          "document and runs script from: see docs/security.md")
 def test_xsl_is_sandboxed(api):
     key = "/headers/style.xsl"
     assert api.upload(key, media.HTML_WITH_SCRIPT, content_type="text/xsl").status_code == 201

@@ -50,7 +50,7 @@ from tests.security import conftest as media
 
 MAX_EXAMPLES = int(os.environ.get("ISTORE_FUZZ_EXAMPLES", "300"))
 SLOW_SECONDS = 15.0
-ALLOWED_STATUSES = {200, 201, 206, 302, 304, 400, 401, 403, 404, 405, 413, 415, 416, 422,
+ALLOWED_STATUSES = {200, 201, 206, 302, 304, 400, 401, 403, 404, 405, 411, 413, 415, 416, 422,
                     501, 502, 503, 504, 508}
 ACTIVE_TYPES = ("text/html", "application/xhtml", "image/svg", "text/xml", "application/xml")
 PATH_SAFE = "/:@!$&'()*+,;=~"

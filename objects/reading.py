@@ -187,6 +187,7 @@ def _apply(operation, body, owner):
     cache = shared_cache.get_cache()
     key = cache.derivative_key(body.version, operation.cache_key)
     hit = cache.get_derivative(key, owner)
+    metrics.cache_lookup("derivative", hit is not None)
     if hit is None:
         with cache.lock(key):
             hit = cache.get_derivative(key, owner)

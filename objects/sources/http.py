@@ -58,6 +58,7 @@ from urllib3.exceptions import ReadTimeoutError
 from istore_site.errors import BadGateway, BadRequest, GatewayTimeout, NotFound, PayloadTooLarge
 
 from .. import cache as shared_cache
+from .. import metrics
 from . import guard
 from .base import FALLBACK_TYPE, SNIFF_BYTES, Body, Resolver, clean_type, digest, guess_type, read_head
 
@@ -251,6 +252,7 @@ class _SourceReader:
             )
             return b""
         self.size += len(chunk)
+        metrics.fetched_bytes("http", len(chunk))
         if self.size > self.limit:
             self.error = _too_large(self.url, self.size, at_least=True)
             return b""
@@ -300,6 +302,7 @@ class HttpResolver(Resolver):
         cache = shared_cache.get_cache()
         cache_key = CacheController.cache_url(request.url)
         body = self._fresh(cache, request, url)
+        metrics.cache_lookup("source", body is not None)
         if body is not None:
             return body
         held = ExitStack()  # the lock; a download served while it goes on takes it along

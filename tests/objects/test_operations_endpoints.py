@@ -38,3 +38,27 @@ def test_request_log_is_one_json_line(api, caplog):
     record = json.loads(caplog.records[-1].getMessage())
     assert record["method"] == "POST" and record["path"] == "/log/a" and record["status"] == 201
     assert record["ms"] >= 0
+
+
+def test_metrics_count_derivative_cache_hits_and_processing(api, client):
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (40, 30), "red").save(out, "PNG")
+    api.upload("/m/img.png", out.getvalue(), content_type="image/png")
+    for _ in range(2):
+        assert api.get("/m/img.png", "apply=resize&w=10").status_code == 200
+    text = client.get("/_metrics").content.decode()
+    assert 'istore_cache_lookups_total{outcome="hit",what="derivative"}' in text
+    assert 'istore_cache_lookups_total{outcome="miss",what="derivative"}' in text
+    assert 'istore_processing_seconds_count{operation="resize"}' in text
+
+
+def test_metrics_count_bytes_fetched(api, client, origin):
+    url = origin.add("/m.bin", b"x" * 1000)
+    api.post(f"/m/{url}")
+    assert api.get(f"/m/{url}").status_code == 200
+    text = client.get("/_metrics").content.decode()
+    assert 'istore_source_bytes_total{scheme="http"}' in text

@@ -1,0 +1,268 @@
+"""
+Approximate nearest-neighbour indexes (HNSW, by the usearch library) for
+``_create_index``, and searches that use them yet stay exact for every change
+since the index was built.
+
+Build: the watermark W is the highest ``Vector.id`` committed (on PostgreSQL
+read under a brief ``SHARE`` lock on the table, so no writer with a lower id
+is still in flight); the index holds the rows of (dir, field, dim) with
+``id <= W``, labelled by row id. It is saved through Django's default storage
+(local disk or S3), so every worker and host uses the same file, and recorded
+in ``VectorIndex`` (one per dir, field and vector length). Rebuilding replaces
+the record and deletes the old file once the new record is committed.
+
+Search: ask the index for more candidates than ``limit``, keep those whose
+row still exists (a deleted or changed vector has lost its row: rows are never
+updated), add an exact scan of the rows with ``id > W`` under the directory
+(written since), and rank the union exactly with ``search.exact.nearest``. If
+too many candidates have gone since the build, fall back to the exact scan.
+
+Each process caches loaded indexes keyed by storage name and watermark; a
+rebuild has a new name, so a stale index is never used. On local disk the
+file is memory-mapped (``view``): workers share the page cache.
+"""
+import logging
+import os
+import tempfile
+import threading
+import uuid
+from collections import OrderedDict
+
+import numpy as np
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.db import transaction
+
+from istore_site.errors import NotFound
+
+from . import exact
+from .models import Vector, VectorIndex, slot_of
+from .vectors import DTYPE
+
+logger = logging.getLogger(__name__)
+
+LIBRARY = "usearch"
+
+
+def _setting(name, default):
+    return getattr(settings, name, default)
+
+
+def build_params():
+    return {
+        "metric": "ip",  # rows are unit vectors: inner product is cosine
+        "dtype": _setting("ISTORE_SEARCH_INDEX_DTYPE", "f32"),
+        "connectivity": int(_setting("ISTORE_SEARCH_CONNECTIVITY", 16)),
+        "expansion_add": int(_setting("ISTORE_SEARCH_EXPANSION_ADD", 128)),
+    }
+
+
+def expansion_search():
+    return int(_setting("ISTORE_SEARCH_EXPANSION", 128))
+
+
+# --- Building -----------------------------------------------------------------
+
+
+def _storage_name(slot, dim, watermark):
+    return f"search-indexes/{slot[:2]}/{slot}/{dim}-{watermark}-{uuid.uuid4().hex[:12]}.usearch"
+
+
+def _new_index(dim, params):
+    from usearch.index import Index
+
+    return Index(
+        ndim=dim,
+        metric=params["metric"],
+        dtype=params["dtype"],
+        connectivity=params["connectivity"],
+        expansion_add=params["expansion_add"],
+    )
+
+
+def _build_one(directory, field, dim, watermark, total, progress):
+    rows = exact.rows_under(field, dim, directory).filter(id__lte=watermark)
+    packed = exact.fetch(rows, dim, progress=lambda done: progress("reading", done, total))
+    params = build_params()
+    index = _new_index(dim, params)
+    count = len(packed)
+    step = max(count // 200, 1)
+
+    def added(done: int, total: int) -> bool:
+        if done % step == 0 or done == total:
+            progress("indexing", done, total)
+        return True
+
+    if count:
+        index.add(packed.row_ids.astype(np.uint64), packed.matrix, threads=0, progress=added)
+    del packed
+    slot = slot_of(directory, field)
+    with tempfile.TemporaryDirectory(dir=settings.FILE_UPLOAD_TEMP_DIR) as scratch:
+        path = os.path.join(scratch, "index.usearch")
+        index.save(path)
+        del index
+        with open(path, "rb") as handle:
+            name = default_storage.save(_storage_name(slot, dim, watermark), File(handle))
+    try:
+        with transaction.atomic():
+            record = VectorIndex.objects.select_for_update().filter(slot=slot, dim=dim).first()
+            if record is not None and record.watermark > watermark:
+                # A build that started later finished first: keep its index.
+                transaction.on_commit(lambda: _delete_file(name))
+                return record.count
+            old_name = record.storage_name if record else None
+            if record is None:
+                record = VectorIndex(slot=slot, dim=dim)
+            record.dir, record.field = directory, field
+            record.storage_name, record.watermark, record.count = name, watermark, count
+            record.library, record.params = LIBRARY, params
+            record.save()
+            if old_name and old_name != name:
+                transaction.on_commit(lambda: _delete_file(old_name))
+    except BaseException:
+        _delete_file(name)
+        raise
+    return count
+
+
+def build(directory, field, progress=None):
+    """Build (or rebuild) the indexes of ``field`` under ``directory``, one per
+    vector length found; return ``{dim: count}``. NotFound when no item under
+    ``directory`` has a vector in ``metadata[field]``."""
+    progress = progress or (lambda stage, done, total: None)
+    watermark = exact.watermark()
+    slot = slot_of(directory, field)
+    counts = {}
+    for dim in Vector.objects.filter(field=field).order_by("dim").values_list("dim", flat=True).distinct():
+        count = exact.rows_under(field, dim, directory).filter(id__lte=watermark).count()
+        if count:
+            counts[dim] = count
+    if not counts:
+        raise NotFound(
+            f"No item under {directory!r} has a vector in metadata[{field!r}] "
+            "(a non-empty list of numbers); POST some first.",
+            code="no_vectors",
+        )
+    built = {}
+    for dim, total in sorted(counts.items()):
+        built[dim] = _build_one(directory, field, dim, watermark, total, progress)
+    # Lengths that no longer occur under the directory: their indexes go.
+    for record in VectorIndex.objects.filter(slot=slot).exclude(dim__in=list(built)):
+        drop(record)
+    return built
+
+
+def drop(record):
+    """Forget an index: its record now, its file after commit."""
+    name = record.storage_name
+    record.delete()
+    transaction.on_commit(lambda: _delete_file(name))
+
+
+def _delete_file(name):
+    try:
+        default_storage.delete(name)
+    except Exception:  # noqa: BLE001 - a leftover file is harmless, a 500 is not
+        logger.warning("could not delete index file %s", name, exc_info=True)
+
+
+# --- Loading -----------------------------------------------------------------
+
+_cache = OrderedDict()  # (storage name, watermark) -> usearch Index
+_cache_lock = threading.Lock()
+# usearch keeps per-thread search buffers indexed by its own worker number,
+# so two request threads must not search at once (a search takes < 1 ms).
+_search_lock = threading.Lock()
+
+
+def clear_cache():
+    with _cache_lock:
+        _cache.clear()
+
+
+def _local_path(name):
+    """A local file for the stored index: the storage's own file on local
+    disk, else a downloaded copy under ISTORE_DATA_DIR."""
+    try:
+        return default_storage.path(name), False
+    except NotImplementedError:
+        pass
+    local = os.path.join(settings.ISTORE_DATA_DIR, "search-cache", name)
+    if not os.path.exists(local):
+        os.makedirs(os.path.dirname(local), exist_ok=True)
+        with default_storage.open(name, "rb") as source, tempfile.NamedTemporaryFile(
+            dir=os.path.dirname(local), delete=False
+        ) as target:
+            for chunk in iter(lambda: source.read(1 << 20), b""):
+                target.write(chunk)
+        os.replace(target.name, local)
+    return local, True
+
+
+def load(record):
+    """The usearch Index of ``record``, from this process's cache if loaded."""
+    from usearch.index import Index
+
+    key = (record.storage_name, record.watermark)
+    with _cache_lock:
+        index = _cache.get(key)
+        if index is not None:
+            _cache.move_to_end(key)
+            return index
+    path, downloaded = _local_path(record.storage_name)
+    index = Index.restore(path, view=True)
+    if index is None:
+        raise ValueError(f"{record.storage_name} is not a usearch index")
+    index.expansion_search = expansion_search()
+    with _cache_lock:
+        _cache[key] = index
+        while len(_cache) > int(_setting("ISTORE_SEARCH_INDEX_CACHE", 4)):
+            _cache.popitem(last=False)
+    return index
+
+
+# --- Searching ---------------------------------------------------------------
+
+
+def _live_candidates(index, query32, limit, dim):
+    """Index hits whose rows still exist, at least ``limit`` of them when the
+    index has that many live; None when too many have gone since the build."""
+    size = len(index)
+    ceiling = max(16 * limit, 1024)
+    count = min(size, max(2 * limit, limit + 16))
+    while True:
+        with _search_lock:
+            labels = index.search(query32, count, threads=1).keys.astype(np.int64)
+        live = exact.fetch_ids(labels, dim)
+        if len(live) >= limit or count >= size:
+            return live
+        if count >= ceiling:
+            return None
+        count = min(size, ceiling, count * 4)
+
+
+def search(directory, field, query64, limit):
+    """The ``limit`` items under ``directory`` nearest to ``query64`` by
+    ``metadata[field]``: through the index when one was built for this
+    directory, field and length, else by an exact scan."""
+    dim = len(query64)
+    record = VectorIndex.objects.filter(slot=slot_of(directory, field), dim=dim).first()
+    if record is None:
+        return exact.search(directory, field, query64, limit)
+    try:
+        index = load(record)
+    except Exception:  # noqa: BLE001 - a missing or broken file must not fail searches
+        logger.warning("index %s unusable; searching exactly", record.storage_name, exc_info=True)
+        return exact.search(directory, field, query64, limit)
+    stale_after = max(exact.RELOAD_AFTER, record.count // 8)
+    if exact.rows_under(field, dim, directory, after=record.watermark)[stale_after:].exists():
+        # Much was written since the build: the exact path (with its cached
+        # snapshot) beats scanning all of it on every query. Rebuild the index.
+        return exact.search(directory, field, query64, limit)
+    live = _live_candidates(index, query64.astype(DTYPE), limit, dim)
+    if live is None:  # most of the index's neighbours are gone: rebuild it
+        return exact.search(directory, field, query64, limit)
+    changed = exact.changed_since(directory, field, dim, record.watermark)
+    return exact.nearest(exact.Packed.concat([live, changed], dim), query64, limit)
+

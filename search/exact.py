@@ -1,0 +1,329 @@
+"""
+Exact similarity search: one vectorised numpy pass over the packed vectors.
+
+The rows of one field and length under a directory (a bytewise key range, as
+``objects.listing`` uses) are read straight off the database cursor, their
+float32 blobs joined into one matrix, and ranked by one matrix-vector
+product. The few rows that can be among the nearest are then re-scored in
+float64 and ties are broken by key, so the order is deterministic and the
+same on every database and with or without an ANN index (search.ann ranks
+its candidates with the same functions).
+
+Reading 100k blobs costs more than ranking them, so each process keeps the
+packed rows of recently searched directories (``Snapshot``, LRU, at most
+``ISTORE_SEARCH_CACHE_BYTES``) and keeps every answer exact the way an ANN
+index is kept exact: a snapshot holds the rows with ``id <= watermark``
+(rows are never updated, only inserted and deleted, so ids order changes);
+each search adds the rows with ``id > watermark`` under the directory (one
+indexed query, usually empty), and checks that its shortlisted rows still
+exist (one query on a few ids); rows found gone are dropped from the
+snapshot. No correctness depends on the cache: it is a copy validated on
+every search, and several processes or hosts each hold their own. Searches
+inside a transaction (``atomic``) neither use nor fill it: what they read may
+be rolled back.
+
+Distance is angular: 0.5 − 0.5·cos θ, from 0 (same direction) to 1
+(opposite).
+"""
+import threading
+from collections import OrderedDict
+
+import numpy as np
+from django.conf import settings
+from django.db import connections, router, transaction
+
+from objects import keys as object_keys
+from objects.models import Item
+
+from .models import PREFIX_CHARS, Vector
+from .vectors import DTYPE
+
+FETCH = 20000
+# float32 dot products of unit vectors are accurate to about dim · 2^-24; rows
+# that close to the limit-th best are re-scored in float64 before cutting.
+TOLERANCE_PER_DIM = 1.2e-7
+# A cached snapshot is read afresh once more rows than this (or a 16th of it)
+# were written since.
+RELOAD_AFTER = 1024
+
+
+def rows_under(field, dim, directory, after=None):
+    """The Vector rows of ``field`` with ``dim`` numbers (any, for None)
+    under ``directory``; only those with ``id > after`` if given.
+
+    A whole directory is read through the (field, dim, key_prefix) index;
+    the rows written since a watermark through (field, dim, id), so that
+    query names no ``key_prefix`` range the planner could prefer.
+    """
+    upper = object_keys.prefix_upper_bound(directory)
+    rows = Vector.objects.filter(field=field)
+    if dim is not None:
+        rows = rows.filter(dim=dim)
+    if after is None:
+        rows = rows.filter(key_prefix__gte=directory[:PREFIX_CHARS], key_prefix__lte=upper[:PREFIX_CHARS])
+    else:
+        rows = rows.filter(id__gt=after)
+    return rows.filter(key__gte=directory, key__lt=upper)
+
+
+class Packed:
+    """Row ids, item ids and the (n, dim) float32 matrix of some Vector rows."""
+
+    def __init__(self, row_ids, item_ids, matrix):
+        self.row_ids = row_ids
+        self.item_ids = item_ids
+        self.matrix = matrix
+
+    def __len__(self):
+        return len(self.row_ids)
+
+    @classmethod
+    def empty(cls, dim):
+        return cls(np.empty(0, np.int64), np.empty(0, np.int64), np.empty((0, dim), DTYPE))
+
+    @classmethod
+    def concat(cls, parts, dim):
+        parts = [part for part in parts if len(part)]
+        if not parts:
+            return cls.empty(dim)
+        if len(parts) == 1:
+            return parts[0]
+        return cls(
+            np.concatenate([p.row_ids for p in parts]),
+            np.concatenate([p.item_ids for p in parts]),
+            np.concatenate([p.matrix for p in parts]),
+        )
+
+    def take(self, index):
+        return Packed(self.row_ids[index], self.item_ids[index], self.matrix[index])
+
+
+def fetch(queryset, dim, progress=None):
+    """Read ``(id, item_id, vector)`` of ``queryset`` into a Packed, fast.
+
+    The SQL comes from the ORM (so quoting, collations and lookups are the
+    ORM's), the rows straight from the database cursor in large batches.
+    ``progress(rows_read)`` is called after each batch.
+    """
+    sql, params = queryset.values_list("id", "item_id", "vector").query.sql_with_params()
+    parts = []
+    with connections[queryset.db].cursor() as cursor:
+        cursor.execute(sql, params)
+        while True:
+            rows = cursor.fetchmany(FETCH)
+            if not rows:
+                break
+            row_ids, item_ids, blobs = zip(*rows)
+            matrix = np.frombuffer(b"".join(blobs), dtype=DTYPE).reshape(len(rows), dim)
+            parts.append(Packed(np.array(row_ids, np.int64), np.array(item_ids, np.int64), matrix))
+            if progress is not None:
+                progress(sum(len(part) for part in parts))
+    return Packed.concat(parts, dim)
+
+
+def fetch_ids(row_ids, dim):
+    """The Vector rows with these ids that still exist, as a Packed."""
+    row_ids = [int(i) for i in row_ids]
+    parts = [
+        fetch(Vector.objects.filter(id__in=row_ids[start : start + 500]), dim)
+        for start in range(0, len(row_ids), 500)
+    ]
+    return Packed.concat(parts, dim)
+
+
+def fetch_present(row_ids, using=None):
+    """The subset of ``row_ids`` whose rows still exist, as a numpy array."""
+    row_ids = [int(i) for i in row_ids]
+    found = []
+    for start in range(0, len(row_ids), 500):
+        found.extend(Vector.objects.filter(id__in=row_ids[start : start + 500]).values_list("id", flat=True))
+    return np.array(found, np.int64)
+
+
+def fetch_row_ids(queryset):
+    sql, params = queryset.values_list("id").query.sql_with_params()
+    with connections[queryset.db].cursor() as cursor:
+        cursor.execute(sql, params)
+        return np.array([row[0] for row in cursor.fetchall()], np.int64)
+
+
+def watermark(using=None):
+    """The highest committed Vector id such that no lower id is uncommitted.
+
+    Rows with ``id <= watermark`` read after this call are all there is up to
+    it; later writes get higher ids. SQLite runs one writer at a time (and
+    AUTOINCREMENT never reuses an id). On PostgreSQL ids are taken in order
+    but may commit out of order, so the maximum is read under a brief SHARE
+    lock, which waits for the writers in flight and holds new ones off for
+    one statement.
+    """
+    using = using or router.db_for_write(Vector)
+    connection = connections[using]
+    table = connection.ops.quote_name(Vector._meta.db_table)
+    if connection.vendor != "postgresql":
+        # (No transaction: on SQLite istore's transactions take the write lock.)
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT MAX(id) FROM {table}")
+            return cursor.fetchone()[0] or 0
+    with transaction.atomic(using=using), connection.cursor() as cursor:
+        cursor.execute(f"LOCK TABLE {table} IN SHARE MODE")
+        cursor.execute(f"SELECT MAX(id) FROM {table}")
+        return cursor.fetchone()[0] or 0
+
+
+def shortlist(packed, query32, limit, alive=None):
+    """Indexes of the rows that may be among the ``limit`` nearest (float32
+    pass), among the ``alive`` ones if a mask is given."""
+    count = len(packed) if alive is None else int(alive.sum())
+    if count <= limit:
+        return np.arange(len(packed)) if alive is None else np.flatnonzero(alive)
+    # vecdot: one SIMD pass per row, no BLAS thread pool (whose start-up costs
+    # more than the product itself on a busy host) and the same sums every time.
+    similarity = np.vecdot(packed.matrix, query32)
+    if alive is not None:
+        similarity[~alive] = -np.inf
+    kth = np.partition(similarity, len(similarity) - limit)[len(similarity) - limit]
+    tolerance = TOLERANCE_PER_DIM * packed.matrix.shape[1]
+    return np.flatnonzero(similarity >= kth - tolerance)
+
+
+def distances(matrix, query64):
+    """Angular distances in float64 from the rows of ``matrix`` to ``query64``."""
+    rows = matrix.astype(np.float64)
+    cosine = np.vecdot(rows, query64) / (np.sqrt(np.vecdot(rows, rows)) * np.sqrt(query64 @ query64))
+    return np.clip(0.5 - 0.5 * cosine, 0.0, 1.0)
+
+
+def nearest(packed, query64, limit):
+    """The ``limit`` nearest rows of ``packed`` as ``[(Item, distance)]``,
+    nearest first, ties broken by key."""
+    if not len(packed):
+        return []
+    candidates = packed.take(shortlist(packed, query64.astype(DTYPE), limit))
+    dist = distances(candidates.matrix, query64)
+    if len(dist) > limit:
+        cut = np.partition(dist, limit - 1)[limit - 1]
+        keep = np.flatnonzero(dist <= cut)  # the limit nearest and any exact ties with the last
+    else:
+        keep = np.arange(len(dist))
+    item_ids = candidates.item_ids[keep].tolist()
+    dist = dist[keep].tolist()
+    if len(keep) > limit:
+        # Exact ties at the cut: read only the keys of the tied rows to break them.
+        key_of = {}
+        for start in range(0, len(item_ids), 500):
+            key_of.update(Item.objects.filter(id__in=item_ids[start : start + 500]).values_list("id", "key"))
+        order = sorted((d, key_of[i], i) for i, d in zip(item_ids, dist) if i in key_of)[:limit]
+        items = Item.objects.in_bulk([i for _, _, i in order])
+        return [(items[i], d) for d, _, i in order if i in items]
+    items = Item.objects.in_bulk(item_ids)
+    found = [(items[i], d) for i, d in zip(item_ids, dist) if i in items]
+    found.sort(key=lambda pair: (pair[1], pair[0].key))
+    return found
+
+
+class Snapshot:
+    """The packed rows of (directory, field, dim) with ``id <= watermark``,
+    and which of them are known to be gone."""
+
+    def __init__(self, watermark, packed):
+        self.watermark = watermark
+        self.packed = packed
+        self.alive = None  # None: all alive, else a boolean mask
+        self.nbytes = packed.matrix.nbytes + packed.row_ids.nbytes + packed.item_ids.nbytes
+
+    def __len__(self):
+        return len(self.packed)
+
+    def drop(self, row_ids):
+        gone = np.isin(self.packed.row_ids, row_ids)
+        if gone.any():
+            self.alive = ~gone if self.alive is None else self.alive & ~gone
+
+    def keep_only(self, row_ids):
+        self.alive = np.isin(self.packed.row_ids, row_ids)
+
+
+_snapshots = OrderedDict()  # (directory, field, dim) -> Snapshot
+_snapshots_lock = threading.Lock()
+
+
+def cache_bytes():
+    return int(getattr(settings, "ISTORE_SEARCH_CACHE_BYTES", 256 * 1024 * 1024))
+
+
+def clear_cache():
+    with _snapshots_lock:
+        _snapshots.clear()
+
+
+def load_snapshot(directory, field, dim):
+    """Read the rows of (directory, field, dim) into a Snapshot and cache it
+    if it fits in ISTORE_SEARCH_CACHE_BYTES."""
+    mark = watermark()
+    snapshot = Snapshot(mark, fetch(rows_under(field, dim, directory).filter(id__lte=mark), dim))
+    budget = cache_bytes()
+    with _snapshots_lock:
+        key = (directory, field, dim)
+        _snapshots.pop(key, None)
+        if snapshot.nbytes <= budget:
+            _snapshots[key] = snapshot
+            total = sum(s.nbytes for s in _snapshots.values())
+            while total > budget:
+                _, evicted = _snapshots.popitem(last=False)
+                total -= evicted.nbytes
+    return snapshot
+
+
+def cached_snapshot(directory, field, dim):
+    with _snapshots_lock:
+        snapshot = _snapshots.get((directory, field, dim))
+        if snapshot is not None:
+            _snapshots.move_to_end((directory, field, dim))
+        return snapshot
+
+
+def changed_since(directory, field, dim, mark):
+    """The rows of (directory, field, dim) written after the watermark."""
+    return fetch(rows_under(field, dim, directory, after=mark), dim)
+
+
+def verified_shortlist(snapshot, directory, field, query32, limit):
+    """The snapshot's shortlist, every row of it checked to still exist."""
+    for attempt in range(4):
+        alive = snapshot.alive
+        candidates = snapshot.packed.take(shortlist(snapshot.packed, query32, limit, alive))
+        present = fetch_present(candidates.row_ids)
+        if len(present) == len(candidates):
+            return candidates
+        if attempt == 0:
+            # Rows were deleted since the snapshot: learn all that went at once.
+            dim = snapshot.packed.matrix.shape[1]
+            rows = rows_under(field, dim, directory).filter(id__lte=snapshot.watermark)
+            snapshot.keep_only(fetch_row_ids(rows))
+        else:
+            snapshot.drop(np.setdiff1d(candidates.row_ids, present))
+    return None
+
+
+def search(directory, field, query64, limit):
+    """Exact search: the ``limit`` items under ``directory`` nearest to
+    ``query64`` (a unit float64 vector) by ``metadata[field]``."""
+    dim = len(query64)
+    if connections[router.db_for_read(Vector)].in_atomic_block:
+        # Inside a transaction, rows read may be its own writes, yet to be
+        # rolled back (and their ids reused, on SQLite): read afresh, cache nothing.
+        return nearest(fetch(rows_under(field, dim, directory), dim), query64, limit)
+    snapshot = cached_snapshot(directory, field, dim)
+    if snapshot is None:
+        snapshot = load_snapshot(directory, field, dim)
+        changed = changed_since(directory, field, dim, snapshot.watermark)
+    else:
+        changed = changed_since(directory, field, dim, snapshot.watermark)
+        if len(changed) > max(RELOAD_AFTER, len(snapshot) // 16):
+            snapshot = load_snapshot(directory, field, dim)  # many writes since: start afresh
+            changed = changed_since(directory, field, dim, snapshot.watermark)
+    candidates = verified_shortlist(snapshot, directory, field, query64.astype(DTYPE), limit)
+    if candidates is None:  # rows vanishing as we look: read everything afresh
+        return nearest(fetch(rows_under(field, dim, directory), dim), query64, limit)
+    return nearest(Packed.concat([candidates, changed], dim), query64, limit)

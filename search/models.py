@@ -1,0 +1,79 @@
+"""
+The packed side table of vectors and the record of built ANN indexes.
+
+``Vector`` holds one row per (item, metadata field) whose value is a vector: a
+non-empty list of numbers (not booleans), finite and not all zero. The vector
+is stored normalised to unit length as little-endian float32 bytes, so an
+exact search is one matrix-vector product over the concatenated blobs and
+never parses an item's JSON. The row carries the item's key (and its first
+``PREFIX_CHARS`` characters, the indexable part on PostgreSQL) so a search
+filters by directory with a key range, bytewise, as ``objects.listing`` does.
+
+``Vector.id`` doubles as the change sequence: a row is never updated; a
+changed vector replaces its row with a new one (a new, higher id), a removed
+one deletes it. An ANN index built from the rows with ``id <= watermark`` is
+therefore kept exact by scanning the rows with ``id > watermark`` (written
+since) and dropping index hits whose row is gone (deleted or replaced since).
+"""
+import hashlib
+
+from django.db import models
+
+from objects.models import BytewiseCharField, BytewiseTextField
+
+# Indexed key prefix: (field, dim, key_prefix) must stay under PostgreSQL's
+# b-tree entry limit (~2.7 kB) whatever the characters: 4·255 + 4·MAX_FIELD.
+PREFIX_CHARS = 255
+# Metadata fields with longer names are not tracked as vectors.
+MAX_FIELD_CHARS = 200
+
+
+class Vector(models.Model):
+    id = models.BigAutoField(primary_key=True)
+    item = models.ForeignKey("objects.Item", on_delete=models.CASCADE, related_name="+", db_index=False)
+    field = models.CharField(max_length=MAX_FIELD_CHARS)
+    dim = models.PositiveIntegerField()
+    key = BytewiseTextField()
+    key_prefix = BytewiseCharField(max_length=PREFIX_CHARS)
+    vector = models.BinaryField()  # unit-length float32, little-endian, dim * 4 bytes
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["item", "field"], name="search_vector_item_field")]
+        indexes = [
+            # Exact scans: every vector of one field and length under a directory.
+            models.Index(fields=["field", "dim", "key_prefix"], name="search_vector_range"),
+            # Index freshness: the rows of one field written since a watermark.
+            models.Index(fields=["field", "dim", "id"], name="search_vector_changes"),
+        ]
+
+    def __str__(self):
+        return f"{self.key} [{self.field}] ({self.dim})"
+
+
+def slot_of(directory, field):
+    """A fixed-size name for (directory, field): directories may be 4 kB long."""
+    return hashlib.sha256(f"{directory}\x00{field}".encode("utf-8")).hexdigest()
+
+
+class VectorIndex(models.Model):
+    """One built approximate index: the vectors of ``field`` with ``dim``
+    numbers under ``dir`` whose rows have ``id <= watermark``."""
+
+    slot = models.CharField(max_length=64, editable=False)  # slot_of(dir, field)
+    dir = BytewiseTextField()
+    field = models.CharField(max_length=MAX_FIELD_CHARS)
+    dim = models.PositiveIntegerField()
+    storage_name = models.CharField(max_length=255)  # in the default Django storage
+    watermark = models.BigIntegerField()  # highest Vector.id the index may hold
+    count = models.BigIntegerField()  # vectors in the index when it was built
+    library = models.CharField(max_length=64)
+    params = models.JSONField(default=dict)
+    built_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["slot", "dim"], name="search_index_slot_dim")]
+        verbose_name = "vector index"
+        verbose_name_plural = "vector indexes"
+
+    def __str__(self):
+        return f"{self.dir} [{self.field}] ({self.dim})"

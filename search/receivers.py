@@ -1,0 +1,71 @@
+"""
+Keep the packed vectors (search.models.Vector) current on every write.
+
+``objects.writing`` sends ``items_saved`` and ``items_deleting`` inside the
+write transaction, bulk writes included, so these receivers' writes commit or
+roll back with the item's. A vector that did not change keeps its row (and its
+place in any built index); a changed one gets a new row, a removed one loses
+it. Deleting a tree deletes the rows here by item id before
+``objects.writing`` deletes the items with a raw queryset delete (no
+cascade), one DELETE per batch.
+"""
+from django.dispatch import receiver
+
+from objects import keys as object_keys
+from objects import signals
+from objects.models import Item
+
+from . import ann
+from .models import PREFIX_CHARS, Vector, VectorIndex
+from .vectors import extract, pack
+
+BATCH = 500
+
+
+def _chunks(values, size=BATCH):
+    values = list(values)
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+@receiver(signals.items_saved, sender=Item, dispatch_uid="search.items_saved")
+def items_saved(sender, items, **kwargs):
+    wanted = {}
+    for item in items:
+        for field, unit in extract(item.metadata).items():
+            wanted[(item.id, field)] = (item, len(unit), pack(unit))
+    existing = {}
+    for chunk in _chunks(item.id for item in items):
+        for row_id, item_id, field, blob in Vector.objects.filter(item_id__in=chunk).values_list(
+            "id", "item_id", "field", "vector"
+        ):
+            existing[(item_id, field)] = (row_id, bytes(blob))
+    stale = [
+        row_id
+        for slot, (row_id, blob) in existing.items()
+        if slot not in wanted or wanted[slot][2] != blob
+    ]
+    fresh = [
+        Vector(item_id=item_id, field=field, dim=dim, key=item.key, key_prefix=item.key[:PREFIX_CHARS],
+               vector=blob)
+        for (item_id, field), (item, dim, blob) in wanted.items()
+        if (item_id, field) not in existing or existing[(item_id, field)][1] != blob
+    ]
+    for chunk in _chunks(stale):
+        Vector.objects.filter(id__in=chunk)._raw_delete(Vector.objects.db)
+    if fresh:
+        Vector.objects.bulk_create(fresh, batch_size=BATCH)
+
+
+@receiver(signals.items_deleting, sender=Item, dispatch_uid="search.items_deleting")
+def items_deleting(sender, ids, **kwargs):
+    for chunk in _chunks(ids):
+        Vector.objects.filter(item_id__in=chunk)._raw_delete(Vector.objects.db)
+
+
+@receiver(signals.tree_forgotten, sender=Item, dispatch_uid="search.tree_forgotten")
+def tree_forgotten(sender, prefix, **kwargs):
+    """A deleted directory takes the indexes built for it and below with it."""
+    upper = object_keys.prefix_upper_bound(prefix)
+    for record in VectorIndex.objects.filter(dir__gte=prefix, dir__lt=upper):
+        ann.drop(record)

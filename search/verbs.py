@@ -1,0 +1,121 @@
+"""
+The similarity verbs of §8: ``POST {dir}/_search`` and ``{dir}/_create_index``.
+
+    {"similar": {"to": KEY, "by": FIELD, "limit": N}}        _search
+    {"similar": {"vector": [...], "by": FIELD, "limit": N}}  _search
+    {"similar": {"by": FIELD}}                               _create_index
+"""
+from objects.models import Item, hash_key
+from objects.verbs import verb
+from objects import keys as object_keys
+
+from istore_site.errors import BadRequest
+
+from . import ann
+from .models import MAX_FIELD_CHARS, Vector
+from .vectors import as_unit, unpack
+
+DEFAULT_LIMIT = 10
+MAX_LIMIT = 1000
+SEARCH_FIELDS = {"to", "vector", "by", "limit"}
+INDEX_FIELDS = {"by"}
+
+EXAMPLE = '{"similar": {"to": "/dir/key", "by": "vec", "limit": 10}}'
+
+
+class InvalidSearch(BadRequest):
+    code = "invalid_search"
+
+
+def _similar(body, allowed, example):
+    similar = body.get("similar")
+    if not isinstance(similar, dict):
+        raise InvalidSearch(f"The body needs a 'similar' object, for example {example}.")
+    unknown = sorted(set(similar) - allowed)
+    if unknown:
+        raise InvalidSearch(
+            f"Unknown field(s) in 'similar': {', '.join(map(repr, unknown))}; "
+            f"the fields are {', '.join(sorted(allowed))}."
+        )
+    by = similar.get("by")
+    if not isinstance(by, str) or not by:
+        raise InvalidSearch(
+            "'similar' needs 'by': the name of the metadata field that holds the vectors, "
+            f"for example {example}."
+        )
+    if len(by) > MAX_FIELD_CHARS:
+        raise InvalidSearch(f"'by' names a field of at most {MAX_FIELD_CHARS} characters.")
+    return similar, by
+
+
+def _limit(similar):
+    limit = similar.get("limit", DEFAULT_LIMIT)
+    if type(limit) is float and limit.is_integer():
+        limit = int(limit)
+    if type(limit) is not int or not 1 <= limit <= MAX_LIMIT:
+        raise InvalidSearch(f"'limit' must be an integer from 1 to {MAX_LIMIT}, not {limit!r}.")
+    return limit
+
+
+def _query_vector(similar, by):
+    """The query as a unit float64 vector, from 'vector' or from the 'to' item."""
+    has_to, has_vector = "to" in similar, "vector" in similar
+    if has_to == has_vector:
+        raise InvalidSearch(
+            "'similar' needs exactly one of 'to' (the key of an item whose metadata holds the vector) "
+            "or 'vector' (a list of numbers)."
+        )
+    if has_vector:
+        value = similar["vector"]
+        if not isinstance(value, list) or not value:
+            raise InvalidSearch("'vector' must be a non-empty list of numbers.")
+        if any(type(number) not in (int, float) for number in value):
+            raise InvalidSearch("'vector' must hold only numbers (no strings, booleans, nulls or lists).")
+        unit = as_unit(value)
+        if unit is None:
+            raise InvalidSearch("'vector' must be finite and not all zeros: a zero vector has no direction.")
+        return unit
+    to = similar["to"]
+    if not isinstance(to, str) or not to:
+        raise InvalidSearch("'to' must be the key of an item, for example \"/dir/key\".")
+    object_keys.validate_key(to)
+    item = Item.objects.filter(key_hash=hash_key(to)).first()
+    if item is None:
+        raise InvalidSearch(f"'to' names {to!r}, which is not registered.", code="unknown_to")
+    row = Vector.objects.filter(item_id=item.id, field=by).values_list("vector", "dim").first()
+    if row is None:
+        value = item.metadata.get(by) if isinstance(item.metadata, dict) else None
+        found = "has no such field" if value is None else "is not a usable vector"
+        raise InvalidSearch(
+            f"The item {to!r} has no vector to search with: its metadata[{by!r}] {found} "
+            "(a non-empty list of numbers, not all zero).",
+            code="no_vector",
+        )
+    blob, dim = row
+    return unpack(bytes(blob), dim).astype("float64")
+
+
+@verb("_search")
+def search(body, directory):
+    similar, by = _similar(body, SEARCH_FIELDS, EXAMPLE)
+    limit = _limit(similar)
+    query = _query_vector(similar, by)
+    results = []
+    for item, distance in ann.search(directory, by, query, limit):
+        data = item.as_dict()
+        data["_distance"] = distance
+        results.append(data)
+    return 200, results
+
+
+@verb("_create_index")
+def create_index(body, directory):
+    _, by = _similar(body, INDEX_FIELDS, '{"similar": {"by": "vec"}}')
+    built = ann.build(directory, by)
+    return 201, {
+        "indexed": sum(built.values()),
+        "dir": directory,
+        "by": by,
+        "dims": {str(dim): count for dim, count in built.items()},
+        "library": ann.LIBRARY,
+    }

@@ -243,6 +243,15 @@ ISTORE_FFMPEG_TIMEOUT = env_float("ISTORE_FFMPEG_TIMEOUT", 30.0)
 ISTORE_FFMPEG_BINARY = os.environ.get("ISTORE_FFMPEG_BINARY", "")
 ISTORE_ACCEL_REDIRECT = os.environ.get("ISTORE_ACCEL_REDIRECT", "")
 
+# Similarity search (search/): the per-worker cache of packed vectors for exact
+# search, and the HNSW parameters of _create_index (usearch).
+ISTORE_SEARCH_CACHE_BYTES = env_int("ISTORE_SEARCH_CACHE_BYTES", 256 * MiB)
+ISTORE_SEARCH_INDEX_CACHE = env_int("ISTORE_SEARCH_INDEX_CACHE", 4)
+ISTORE_SEARCH_EXPANSION = env_int("ISTORE_SEARCH_EXPANSION", 128)
+ISTORE_SEARCH_CONNECTIVITY = env_int("ISTORE_SEARCH_CONNECTIVITY", 16)
+ISTORE_SEARCH_EXPANSION_ADD = env_int("ISTORE_SEARCH_EXPANSION_ADD", 128)
+ISTORE_SEARCH_INDEX_DTYPE = os.environ.get("ISTORE_SEARCH_INDEX_DTYPE", "f32")
+
 # --- Logging -----------------------------------------------------------------
 
 LOGGING = {

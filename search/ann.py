@@ -45,21 +45,17 @@ logger = logging.getLogger(__name__)
 LIBRARY = "usearch"
 
 
-def _setting(name, default):
-    return getattr(settings, name, default)
-
-
 def build_params():
     return {
         "metric": "ip",  # rows are unit vectors: inner product is cosine
-        "dtype": _setting("ISTORE_SEARCH_INDEX_DTYPE", "f32"),
-        "connectivity": int(_setting("ISTORE_SEARCH_CONNECTIVITY", 16)),
-        "expansion_add": int(_setting("ISTORE_SEARCH_EXPANSION_ADD", 128)),
+        "dtype": settings.ISTORE_SEARCH_INDEX_DTYPE,
+        "connectivity": settings.ISTORE_SEARCH_CONNECTIVITY,
+        "expansion_add": settings.ISTORE_SEARCH_EXPANSION_ADD,
     }
 
 
 def expansion_search():
-    return int(_setting("ISTORE_SEARCH_EXPANSION", 128))
+    return settings.ISTORE_SEARCH_EXPANSION
 
 
 # --- Building -----------------------------------------------------------------
@@ -217,7 +213,7 @@ def load(record):
     index.expansion_search = expansion_search()
     with _cache_lock:
         _cache[key] = index
-        while len(_cache) > int(_setting("ISTORE_SEARCH_INDEX_CACHE", 4)):
+        while len(_cache) > settings.ISTORE_SEARCH_INDEX_CACHE:
             _cache.popitem(last=False)
     return index
 

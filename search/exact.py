@@ -249,7 +249,7 @@ _snapshots_lock = threading.Lock()
 
 
 def cache_bytes():
-    return int(getattr(settings, "ISTORE_SEARCH_CACHE_BYTES", 256 * 1024 * 1024))
+    return settings.ISTORE_SEARCH_CACHE_BYTES
 
 
 def clear_cache():

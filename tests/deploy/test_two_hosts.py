@@ -100,3 +100,19 @@ def test_identical_processing_on_both_hosts_computes_once(two_hosts):
     assert Image.open(io.BytesIO(answers[0].content)).size == (50, 50)
     computed = _processing_count(a, "resize") + _processing_count(b, "resize") - before
     assert computed == 1, f"6 identical requests over two hosts computed {computed} times, not once"
+
+
+def test_index_built_through_one_is_used_by_the_other(two_hosts):
+    a, b, auth = two_hosts["a"], two_hosts["b"], two_hosts["auth"]
+    vectors = {"0": [0.5, 0.8], "a": [1, 0], "b": [0, 1], "c": [-0.1, -0.1]}
+    for name, vector in vectors.items():
+        requests.post(f"{a}/vec/http://example.com/{name}.jpg", data={"metadata": f'{{"vec": {vector}}}'},
+                      headers=auth, timeout=30)
+    built = requests.post(f"{a}/vec/_create_index", data='{"similar": {"by": "vec"}}', headers=auth, timeout=60)
+    assert built.status_code == 201, built.text
+    found = requests.post(f"{b}/vec/_search", headers=auth, timeout=60,
+                          data='{"similar": {"to": "/vec/http://example.com/0.jpg", "by": "vec"}}')
+    assert found.status_code == 200, found.text
+    assert [item["_filepath"].rsplit("/", 1)[1] for item in found.json()] == ["0.jpg", "b.jpg", "a.jpg", "c.jpg"]
+    downloaded = list((two_hosts["work"] / "b").rglob("search-cache/**/*"))
+    assert any(path.is_file() for path in downloaded), "host b must load the index host a stored in S3"

@@ -56,3 +56,118 @@ def photo_jpeg(tmp_path):
     y, x = np.mgrid[0:1080, 0:1920]
     rgb = np.stack([x * 255 // 1919, y * 255 // 1079, (x + y) * 255 // 2998], axis=-1).astype(np.uint8)
     return save(tmp_path / "photo.jpg", Image.fromarray(rgb, "RGB"), "JPEG", quality=90)
+
+
+# ------------------------------------------------------------------ videos
+# Generated once per test session with the ffmpeg that imageio-ffmpeg ships (the one
+# processing.video uses), small and short so the whole set takes about a second.
+
+VIDEO_FRAME_STEP = 5  # luma step per frame in the "indexed" videos: frame n has Y = 16 + 5n
+
+
+def ffmpeg_exe():
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def make_video(path, *args):
+    """Run the bundled ffmpeg to write ``path``; returns it as a string."""
+    import subprocess
+
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-nostdin", "-y", *args, str(path)], check=True)
+    return str(path)
+
+
+def frame_index(jpeg):
+    """Which frame of an "indexed" video a grabbed JPEG shows (from its mean brightness)."""
+    im, _ = decode(jpeg)
+    mean = float(np.asarray(im.convert("L"), dtype=np.float64).mean())
+    return round(mean / (VIDEO_FRAME_STEP * 255 / 219))  # limited-range luma -> full-range grey
+
+
+@pytest.fixture(scope="session")
+def video_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("videos")
+
+
+@pytest.fixture(scope="session")
+def timer_video(video_dir):
+    """4 s, 160x120, 25 fps H.264 MP4 of ffmpeg's testsrc (a counter and moving patterns), a keyframe each second."""
+    return make_video(video_dir / "timer.mp4", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=25:duration=4",
+                      "-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "25")
+
+
+@pytest.fixture(scope="session")
+def indexed_video(video_dir):
+    """4 s, 64x48, 10 fps H.264 whose frame n is flat grey Y=16+5n; keyframes at 0 and 2 s, B-frames (some
+    of them non-reference: -qp 0 lossless would turn B-frames off, so a near-lossless qp)."""
+    return make_video(video_dir / "indexed.mp4", "-f", "lavfi",
+                      "-i", f"color=c=black:s=64x48:r=10:d=4,geq=lum='16+{VIDEO_FRAME_STEP}*N':cb=128:cr=128",
+                      "-c:v", "libx264", "-pix_fmt", "yuv420p", "-qp", "4", "-g", "20", "-bf", "3",
+                      "-x264-params", "b-adapt=0")
+
+
+@pytest.fixture(scope="session")
+def indexed_webm(video_dir, indexed_video):
+    """The indexed video as VP9 in WebM."""
+    return make_video(video_dir / "indexed.webm", "-i", indexed_video, "-c:v", "libvpx-vp9", "-lossless", "1",
+                      "-g", "20")
+
+
+@pytest.fixture(scope="session")
+def indexed_ts(video_dir, indexed_video):
+    """The indexed video remuxed to MPEG-TS with a 1.4 s timestamp offset (start != 0, no seek index)."""
+    return make_video(video_dir / "indexed.ts", "-i", indexed_video, "-c", "copy", "-output_ts_offset", "1.4",
+                      "-f", "mpegts")
+
+
+@pytest.fixture(scope="session")
+def short_video_long_audio(video_dir):
+    """2 s of indexed video (20 frames) with 4 s of audio: the container lasts 4 s."""
+    return make_video(video_dir / "long_audio.mp4", "-f", "lavfi",
+                      "-i", f"color=c=black:s=64x48:r=10:d=2,geq=lum='16+{VIDEO_FRAME_STEP}*N':cb=128:cr=128",
+                      "-f", "lavfi", "-i", "sine=duration=4", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+                      "-qp", "0", "-c:a", "aac")
+
+
+@pytest.fixture(scope="session")
+def rotated_video(video_dir, timer_video):
+    """The timer video tagged to be displayed rotated by 90 degrees (stored 160x120, shown 120x160)."""
+    return make_video(video_dir / "rotated.mp4", "-display_rotation", "90", "-i", timer_video, "-c", "copy")
+
+
+@pytest.fixture(scope="session")
+def webm_without_duration(video_dir):
+    """A 3 s VP9 WebM written to a pipe, as MediaRecorder does: no duration in the header."""
+    import subprocess
+
+    path = video_dir / "live.webm"
+    with open(path, "wb") as out:
+        subprocess.run([ffmpeg_exe(), "-v", "error", "-nostdin", "-f", "lavfi", "-i",
+                        "testsrc=size=64x48:rate=10:duration=3", "-c:v", "libvpx-vp9", "-deadline", "realtime",
+                        "-f", "webm", "pipe:1"], stdout=out, check=True)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def audio_only(video_dir):
+    return make_video(video_dir / "audio.m4a", "-f", "lavfi", "-i", "sine=duration=1", "-c:a", "aac")
+
+
+@pytest.fixture(scope="session")
+def not_videos(video_dir, timer_video):
+    """Files that are not videos: {name: path}."""
+    png = video_dir / "image.png"
+    Image.new("RGB", (16, 16), (200, 30, 30)).save(png)
+    noise = video_dir / "noise.bin"
+    noise.write_bytes(np.random.default_rng(5).integers(0, 256, 20000, dtype=np.uint8).tobytes())
+    empty = video_dir / "empty.mp4"
+    empty.write_bytes(b"")
+    truncated = video_dir / "truncated.mp4"  # the moov atom (the index) is at the end: cut off
+    with open(timer_video, "rb") as f:
+        truncated.write_bytes(f.read(4000))
+    playlist = video_dir / "remote.m3u8"  # would make ffmpeg fetch a URL if it were let
+    playlist.write_text("#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nhttp://127.0.0.1:9/segment.ts\n#EXT-X-ENDLIST\n")
+    return {"png": str(png), "noise": str(noise), "empty": str(empty), "truncated": str(truncated),
+            "playlist": str(playlist)}

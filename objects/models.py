@@ -15,7 +15,7 @@ The namespace: one ``Item`` row per key.
 """
 import hashlib
 
-from django.db import connection, connections, models, router
+from django.db import connections, models, router
 
 from . import keys
 
@@ -43,21 +43,25 @@ def hash_key(key):
 
 
 class ItemManager(models.Manager):
-    def by_key(self, key):
-        """The item at ``key``, or None.
+    def by_key(self, key, for_update=False):
+        """The item at ``key``, or None; ``for_update`` locks its row (PostgreSQL).
 
-        This is the lookup on every GET, so it skips the ORM's query
-        compilation (most of a cached image's time otherwise): one prepared
-        statement on the unique ``key_hash`` index, rows built with from_db.
+        This is the lookup on every GET and write, so it skips the ORM's query
+        compilation (most of a cached image's time otherwise): one statement
+        on the unique ``key_hash`` index, rows built with from_db.
         """
         fields = self.model._meta.concrete_fields
+        db = router.db_for_write(self.model) if for_update else router.db_for_read(self.model)
+        connection_ = connections[db]
         if not hasattr(self, "_by_key_sql"):
-            columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
-            table = connection.ops.quote_name(self.model._meta.db_table)
+            columns = ", ".join(connection_.ops.quote_name(field.column) for field in fields)
+            table = connection_.ops.quote_name(self.model._meta.db_table)
             self._by_key_sql = f"SELECT {columns} FROM {table} WHERE key_hash = %s"
-        db = router.db_for_read(self.model)
-        with connections[db].cursor() as cursor:
-            cursor.execute(self._by_key_sql, [hash_key(key)])
+        sql = self._by_key_sql
+        if for_update and connection_.features.has_select_for_update:
+            sql += " FOR UPDATE"
+        with connection_.cursor() as cursor:
+            cursor.execute(sql, [hash_key(key)])
             row = cursor.fetchone()
         if row is None:
             return None

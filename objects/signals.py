@@ -9,7 +9,7 @@ Bulk writes send them too (Django's ``post_save`` is not sent by bulk_create).
 """
 from django.dispatch import Signal
 
-items_saved = Signal()  # items=[Item, ...]
+items_saved = Signal()  # items=[Item, ...], created_ids={ids of items that are new}
 items_deleting = Signal()  # ids=[int, ...]
 key_forgotten = Signal()  # key=str
 tree_forgotten = Signal()  # prefix=str

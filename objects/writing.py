@@ -55,23 +55,40 @@ def merge_patch(target, patch):
 
 
 def _locked_item(key):
-    return Item.objects.select_for_update().filter(key_hash=hash_key(key)).first()
+    return Item.objects.by_key(key, for_update=True)
 
 
-def _lock_or_create(key):
-    """Return ``(item, created)`` with the row locked for this transaction."""
-    item = _locked_item(key)
-    if item is not None:
-        return item, False
+def _updated(item, metadata, replace, stored):
+    """Apply a write to ``item`` in memory; return the blob name it replaced."""
+    if replace:
+        new_metadata = metadata if metadata is not None else {}
+    elif metadata is not None:
+        new_metadata = merge_patch(item.metadata, metadata)
+    else:
+        new_metadata = item.metadata
+    check_metadata(new_metadata)
+    item.metadata = new_metadata
+    if stored is None:
+        return None
+    old_content = item.content_name
+    item.content_name = stored.name
+    item.content_size = stored.size
+    item.content_type = stored.content_type
+    item.content_etag = stored.etag
+    return old_content
+
+
+def _create(key, metadata, replace, stored):
+    """Insert a new item, or return None when another writer created the key first."""
+    item = Item(metadata={})
+    item.set_key(key)
+    _updated(item, metadata, replace, stored)
     try:
         with transaction.atomic():
-            item = Item(metadata={})
-            item.set_key(key)
-            item.save()
-            return item, True
+            item.save(force_insert=True)
     except IntegrityError:
-        # Another writer created the key between our look-up and insert.
-        return _locked_item(key), False
+        return None
+    return item
 
 
 def write(key, metadata=None, *, replace=False, stored=None):
@@ -87,26 +104,16 @@ def write(key, metadata=None, *, replace=False, stored=None):
         check_metadata(metadata)
     try:
         with transaction.atomic():
-            item, created = _lock_or_create(key)
-            if replace:
-                new_metadata = metadata if metadata is not None else {}
-            elif metadata is not None:
-                new_metadata = merge_patch(item.metadata, metadata)
-            else:
-                new_metadata = item.metadata
-            check_metadata(new_metadata)
-            item.metadata = new_metadata
-            old_content = None
-            if stored is not None:
-                old_content = item.content_name
-                item.content_name = stored.name
-                item.content_size = stored.size
-                item.content_type = stored.content_type
-                item.content_etag = stored.etag
-            item.save()
-            signals.items_saved.send(sender=Item, items=[item])
-            if old_content:
-                transaction.on_commit(lambda: _forget_content(old_content))
+            item = _locked_item(key)
+            created = item is None and (item := _create(key, metadata, replace, stored)) is not None
+            if not created:
+                # It existed, or a concurrent writer created it since our look-up.
+                item = item or _locked_item(key)
+                old_content = _updated(item, metadata, replace, stored)
+                item.save()
+                if old_content:
+                    transaction.on_commit(lambda: _forget_content(old_content))
+            signals.items_saved.send(sender=Item, items=[item], created_ids={item.id} if created else set())
     except BaseException:
         if stored is not None:
             content_store.delete_content(stored.name)
@@ -201,7 +208,7 @@ def upsert_many(entries, *, batch_size=1000):
                 )
                 for item in saved:
                     item.id = ids[item.key_hash]
-            signals.items_saved.send(sender=Item, items=saved)
+            signals.items_saved.send(sender=Item, items=saved, created_ids={item.id for item in new_items})
     return created, updated
 
 

@@ -29,13 +29,14 @@ def _chunks(values, size=BATCH):
 
 
 @receiver(signals.items_saved, sender=Item, dispatch_uid="search.items_saved")
-def items_saved(sender, items, **kwargs):
+def items_saved(sender, items, created_ids=(), **kwargs):
     wanted = {}
     for item in items:
         for field, unit in extract(item.metadata).items():
             wanted[(item.id, field)] = (item, len(unit), pack(unit))
     existing = {}
-    for chunk in _chunks(item.id for item in items):
+    # A new item has no rows yet: only older ones need looking up.
+    for chunk in _chunks(item.id for item in items if item.id not in created_ids):
         for row_id, item_id, field, blob in Vector.objects.filter(item_id__in=chunk).values_list(
             "id", "item_id", "field", "vector"
         ):

@@ -132,3 +132,7 @@ def test_unknown_scheme_in_key_is_refused(api):
     response = api.post("/a/gopher://example.com/x")
     assert response.status_code == 400
     assert "gopher" in body(response)["detail"]
+
+
+def test_post_to_a_new_key_merges_onto_an_empty_object(api):
+    assert body(api.post("/m/new-null", {"a": None, "b": {"c": None}, "d": 1}))["metadata"] == {"b": {}, "d": 1}

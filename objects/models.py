@@ -139,13 +139,23 @@ class Item(models.Model):
 
     def as_dict(self):
         """The item as the API renders it (§2)."""
-        data = {"_id": self.id, "_filepath": self.key, "metadata": self.metadata}
-        data["_created"] = self.created.isoformat() if self.created else None
-        data["_updated"] = self.updated.isoformat() if self.updated else None
-        if self.content_name:
-            data["_content"] = {
-                "size": self.content_size,
-                "type": self.content_type,
-                "etag": self.content_etag,
-            }
-        return data
+        return render(self.__dict__)
+
+
+# What render() reads: listings fetch just these columns, as dicts.
+RENDERED_FIELDS = ("id", "key", "metadata", "created", "updated", "content_name", "content_size", "content_type",
+                   "content_etag")
+
+
+def render(values):
+    """The API rendering (§2) of an item given as a mapping of RENDERED_FIELDS."""
+    data = {"_id": values["id"], "_filepath": values["key"], "metadata": values["metadata"]}
+    data["_created"] = values["created"].isoformat() if values["created"] else None
+    data["_updated"] = values["updated"].isoformat() if values["updated"] else None
+    if values["content_name"]:
+        data["_content"] = {
+            "size": values["content_size"],
+            "type": values["content_type"],
+            "etag": values["content_etag"],
+        }
+    return data

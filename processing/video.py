@@ -53,7 +53,8 @@ import typing
 import ffmpeg
 from django.conf import settings
 
-from istore_site.errors import BadRequest, GatewayTimeout, ServiceUnavailable, Unprocessable, UnsupportedMedia
+from istore_site.errors import (BadRequest, GatewayTimeout, PayloadTooLarge, ServiceUnavailable, Unprocessable,
+                                UnsupportedMedia)
 
 __all__ = ["DEFAULT_QUALITY", "ffmpeg_binary", "grab_frame", "probe"]
 
@@ -502,6 +503,14 @@ def grab_frame(path, sec, quality=None):
     path = _local_path(path)
     binary = ffmpeg_binary()
     info = _probe_file(path, binary)
+    pixels = info["width"] * info["height"]
+    if pixels > settings.ISTORE_MAX_SOURCE_PIXELS:
+        # Checked on the probed size, before ffmpeg decodes a single frame.
+        raise PayloadTooLarge(
+            f"the video's frames are {info['width']}x{info['height']} = {pixels} pixels; "
+            f"ISTORE_MAX_SOURCE_PIXELS allows {settings.ISTORE_MAX_SOURCE_PIXELS}",
+            code="too_many_pixels",
+        )
     duration = info["duration"]
     if sec >= duration:
         raise Unprocessable(
@@ -698,8 +707,6 @@ def _decode(binary, path, seek, window, drop, deadline, accurate=False):
         options["ss"] = _ts(seek)
     if drop:
         options["bsf:v"] = drop
-    if _cores_busy():
-        options["threads"] = 1  # frame threads only pay off on idle cores; busy, they cost ~10% more CPU
     video = _input(path, **options)["V:0"]
     bounds = {name: f"{value:.6f}" for name, value in zip(("start", "end"), window or ()) if value is not None}
     if bounds:
@@ -720,14 +727,6 @@ def _decode(binary, path, seek, window, drop, deadline, accurate=False):
         if reason:
             raise UnsupportedMedia(f"this video cannot be decoded ({reason})")
     return None
-
-
-def _cores_busy():
-    """True when the 1-minute load average already fills every core."""
-    try:
-        return os.getloadavg()[0] >= (os.cpu_count() or 1)
-    except OSError:
-        return False
 
 
 def _encode_jpeg(ppm, quality):

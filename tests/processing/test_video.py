@@ -156,16 +156,6 @@ def test_fast_path_drops_non_reference_frames(indexed_video, ffmpeg_calls):
                                for i, x in enumerate(a) if x == "-bsf:v")
 
 
-def test_busy_cores_decode_single_threaded_same_pixels(timer_video, monkeypatch, ffmpeg_calls):
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
-    idle = video.grab_frame(timer_video, 2.4)
-    monkeypatch.setattr(os, "getloadavg", lambda: (99.0, 99.0, 99.0))
-    busy = video.grab_frame(timer_video, 2.4)
-    assert busy == idle
-    decodes = [a for a in ffmpeg_calls if "image2pipe" in a]
-    assert "-threads" not in decodes[0] and decodes[-1][decodes[-1].index("-threads") + 1] == "1"
-
-
 def test_nearby_grabs_reuse_the_frame_index(indexed_video, ffmpeg_calls):
     video.grab_frame(indexed_video, 1)
     video.grab_frame(indexed_video, 1.5)  # warm: caps checked, index covers it

@@ -318,9 +318,6 @@ def oversized_video():
             return file.read()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="processing/video.py grab_frame decodes frames of any size: "
-                                       "ISTORE_MAX_SOURCE_PIXELS is not applied to video (a 1.7 MB 12000x12000 "
-                                       "AVI took a worker to 1.6 GB): see docs/security.md")
 def test_video_frames_over_the_pixel_limit_are_413(api, settings, oversized_video):
     settings.ISTORE_MAX_SOURCE_PIXELS = 1_000_000  # the 1.3 Mpx frames stand for a 144 Mpx one
     key = "/hostile/video/oversized.avi"

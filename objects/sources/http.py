@@ -48,7 +48,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 from cachecontrol.cache import SeparateBodyBaseCache
 from cachecontrol.controller import CacheController
-from cachecontrol.heuristics import BaseHeuristic
+from cachecontrol.heuristics import LastModified
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
@@ -195,15 +195,20 @@ class _SourceStore(SeparateBodyBaseCache):
         self._handles = []
 
 
-class _LastModifiedValidator(BaseHeuristic):
-    """Give Last-Modified-only responses a weak ETag so CacheControl keeps them for revalidation."""
+class _LastModifiedValidator(LastModified):
+    """RFC 9111's heuristic freshness for responses without Cache-Control or
+    Expires (a tenth of their age since Last-Modified, at most a day, as
+    browsers and CacheControl's ``LastModified`` do: without it every read of
+    a plain static file would revalidate with the origin), and a weak ETag for
+    Last-Modified-only responses so CacheControl keeps them for revalidation."""
 
     def update_headers(self, response):
         headers = response.headers
-        if "etag" in headers or "last-modified" not in headers:
-            return {}
-        tag = digest(headers["last-modified"], headers.get("content-length", ""))
-        return {"ETag": f'{SYNTHETIC_ETAG}{tag}"'}
+        updated = super().update_headers(response)
+        if "etag" not in headers and "last-modified" in headers:
+            tag = digest(headers["last-modified"], headers.get("content-length", ""))
+            updated["ETag"] = f'{SYNTHETIC_ETAG}{tag}"'
+        return updated
 
     def warning(self, response):
         return None

@@ -64,7 +64,7 @@ def test_etag_revalidation_gets_304_from_origin(api, origin):
 
 
 def test_last_modified_revalidation_gets_304_from_origin(api, origin):
-    url = origin.add("/lm.bin", PAYLOAD, last_modified=time.time() - 3600)
+    url = origin.add("/lm.bin", PAYLOAD, last_modified=time.time() - 3600, headers={"Cache-Control": "max-age=0"})
     key = register(api, f"/src/{url}")
     api.get(key)
     second = api.get(key)
@@ -72,6 +72,15 @@ def test_last_modified_revalidation_gets_304_from_origin(api, origin):
     assert origin.statuses("/lm.bin") == [200, 304]
     sent = origin.headers_seen("/lm.bin")[1]
     assert "If-Modified-Since" in sent and "If-None-Match" not in sent
+
+
+def test_last_modified_alone_gives_heuristic_freshness(api, origin):
+    """No Cache-Control or Expires: fresh for a tenth of the age since Last-Modified (RFC 9111 §4.2.2)."""
+    url = origin.add("/static.bin", PAYLOAD, last_modified=time.time() - 3600)
+    key = register(api, f"/src/{url}")
+    api.get(key)
+    assert content(api.get(key)) == PAYLOAD
+    assert origin.statuses("/static.bin") == [200], "a static file an hour old is fresh for six minutes"
 
 
 def test_changed_source_is_fetched_again(api, origin):

@@ -20,7 +20,7 @@ from django.db import connections, models, router
 from . import keys
 
 
-class BytewiseTextField(models.TextField):
+class Bytewise:
     """A text column that sorts by UTF-8 bytes on every database."""
 
     def db_parameters(self, connection):
@@ -30,12 +30,12 @@ class BytewiseTextField(models.TextField):
         return params
 
 
-class BytewiseCharField(models.CharField):
-    def db_parameters(self, connection):
-        params = super().db_parameters(connection)
-        if connection.vendor == "postgresql":
-            params["collation"] = "C"
-        return params
+class BytewiseTextField(Bytewise, models.TextField):
+    pass
+
+
+class BytewiseCharField(Bytewise, models.CharField):
+    pass
 
 
 def hash_key(key):

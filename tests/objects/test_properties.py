@@ -69,11 +69,8 @@ def test_merge_with_null_removes(target):
     assert merge_patch(target, patch) == {}
 
 
-@pytest.mark.django_db
-@hsettings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(keys_=st.sets(plain_key.map(lambda k: "/p" + k), min_size=0, max_size=25), limit=st.integers(1, 7))
-def test_paging_yields_the_sorted_set_once(keys_, limit):
-    from objects import listing
+def store_only(keys_):
+    """Make the store hold exactly ``keys_``."""
     from objects.models import Item
 
     Item.objects.all().delete()
@@ -83,6 +80,15 @@ def test_paging_yields_the_sorted_set_once(keys_, limit):
         item.set_key(key)
         items.append(item)
     Item.objects.bulk_create(items)
+
+
+@pytest.mark.django_db
+@hsettings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(keys_=st.sets(plain_key.map(lambda k: "/p" + k), min_size=0, max_size=25), limit=st.integers(1, 7))
+def test_paging_yields_the_sorted_set_once(keys_, limit):
+    from objects import listing
+
+    store_only(keys_)
     seen, after = [], None
     while True:
         page, after = listing.page("/p/", limit, after)
@@ -99,15 +105,8 @@ def test_paging_yields_the_sorted_set_once(keys_, limit):
                      .map(lambda parts: "/p/" + "/".join(parts)), max_size=25), limit=st.integers(1, 5))
 def test_delimiter_pages_match_a_reference_fold(keys_, limit):
     from objects import keys as keymod, listing
-    from objects.models import Item
 
-    Item.objects.all().delete()
-    items = []
-    for key in keys_:
-        item = Item(metadata={})
-        item.set_key(key)
-        items.append(item)
-    Item.objects.bulk_create(items)
+    store_only(keys_)
     expected = []
     for key in sorted(keys_, key=lambda k: k.encode()):
         rest = key[len("/p/"):]

@@ -222,6 +222,26 @@ def test_stall_mid_body_is_504_and_nothing_is_cached(api, origin, settings):
     assert content(api.get(key)) == PAYLOAD, "a broken fetch must not leave a truncated body in the cache"
 
 
+def test_connection_closed_before_content_length_is_502_and_nothing_is_cached(api, origin):
+    """An origin that declares more bytes than it sends (wrong Content-Length, or a reset mid-body)."""
+    url = origin.add("/short.bin", PAYLOAD, stall_after=1000, delay=0, headers={"Cache-Control": "max-age=60"})
+    key = register(api, f"/src/{url}")
+    response = api.get(key)
+    assert response.status_code == 502, response.status_code
+    assert "broke off" in body(response)["detail"], "the detail says the source broke off"
+    origin.add("/short.bin", PAYLOAD, headers={"Cache-Control": "max-age=60"})
+    assert content(api.get(key)) == PAYLOAD, "a broken fetch must not leave a truncated body in the cache"
+
+
+def test_redirect_loop_is_502(api, origin):
+    loop = origin.url("/loop")
+    origin.add("/loop", status=302, headers={"Location": loop})
+    key = register(api, f"/src/{loop}")
+    response = api.get(key)
+    assert response.status_code == 502
+    assert "redirect" in body(response)["detail"].lower()
+
+
 def test_connect_timeout_is_504(api, settings, monkeypatch):
     import socket
 

@@ -399,3 +399,19 @@ def test_every_image_operation_runs_on_rgba_palette_and_greyscale(tmp_path):
         for q in queries:
             result = run("apply=" + q, path)
             assert result.content_type == ct and decode(result.data)[0].size[0] > 0, (path, q)
+
+
+@pytest.mark.parametrize("name, sigma", [("blur", 0.5), ("blur", 6), ("sharpen", 2)])
+def test_large_images_are_filtered_in_strips_with_the_same_pixels(monkeypatch, name, sigma):
+    from PIL import ImageFilter
+
+    from processing import operations
+
+    rng = np.random.default_rng(3)
+    im = Image.fromarray(rng.integers(0, 255, (300, 200, 3), dtype=np.uint8))
+    image_filter = (ImageFilter.GaussianBlur(sigma) if name == "blur"
+                    else ImageFilter.UnsharpMask(radius=sigma, percent=100, threshold=0))
+    whole = np.asarray(im.filter(image_filter))
+    monkeypatch.setattr(operations, "STRIP_PIXELS", 10_000)  # force strips on a small image
+    assert np.array_equal(np.asarray(operations._filtered(im, image_filter, sigma)), whole), \
+        "strips must give exactly the whole-image filter's pixels"

@@ -248,8 +248,6 @@ def test_largest_allowed_source_stays_within_the_worker_budget(api, settings, la
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="blur/sharpen of a 49-Mpx source peak at ~650 MB RSS in a worker "
-                                       "(processing/operations.py: blur, sharpen): see docs/security.md")
 @pytest.mark.parametrize("query", ["apply=blur&sigma=2", "apply=sharpen&sigma=2"])
 def test_filters_on_the_largest_allowed_source_stay_within_the_worker_budget(api, settings, largest_allowed_png,
                                                                              query):

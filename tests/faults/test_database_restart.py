@@ -7,10 +7,7 @@ once it is back, and every acknowledged write is there afterwards.
 """
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -18,15 +15,10 @@ from pathlib import Path
 import pytest
 import requests
 
-ROOT = Path(__file__).resolve().parents[2]
+from .conftest import free_port
+
 PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None) if Path("/usr/lib/postgresql").exists() \
     else None
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def as_postgres(*command):
@@ -66,28 +58,10 @@ def private_postgres(tmp_path_factory):
 
 
 @pytest.fixture
-def server(private_postgres, tmp_path):
-    env = {**os.environ, "DJANGO_DEBUG": "false", "SECRET_KEY": "restart-test-" + "x" * 40,
-           "DATABASE_URL": f"postgres://postgres@127.0.0.1:{private_postgres['port']}/postgres",
-           "ISTORE_DATA_DIR": str(tmp_path), "ISTORE_ALLOW_ANONYMOUS_WRITES": "true",
-           "ISTORE_ACCESS_LOG": "/dev/null", "DATABASE_CONN_MAX_AGE": "60"}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120)
-    port = free_port()
-    process = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "istore_site.wsgi", "-c",
-                                "gunicorn.conf.py", "-w", "2", "--bind", f"127.0.0.1:{port}"],
-                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            requests.get(f"{base}/_health", timeout=1)
-            break
-        except requests.RequestException:
-            time.sleep(0.1)
-    yield base
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(timeout=30)
+def server(gunicorn, private_postgres, tmp_path):
+    base, _, _ = gunicorn({"DATABASE_URL": f"postgres://postgres@127.0.0.1:{private_postgres['port']}/postgres",
+                           "ISTORE_DATA_DIR": str(tmp_path), "DATABASE_CONN_MAX_AGE": "60"}, workers=2)
+    return base
 
 
 def test_requests_fail_with_503_while_the_database_is_down(server, private_postgres):

@@ -14,37 +14,15 @@ from pathlib import Path
 import pytest
 import requests
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from .conftest import ROOT
 
 
 @pytest.fixture
-def server(tmp_path):
-    env = {**os.environ, "DJANGO_DEBUG": "false", "SECRET_KEY": "kill-test-" + "x" * 40,
-           "ISTORE_DATA_DIR": str(tmp_path), "ISTORE_ALLOW_ANONYMOUS_WRITES": "true", "ISTORE_ACCESS_LOG": "/dev/null"}
-    env.pop("DATABASE_URL", None)  # its own SQLite: the test kills processes
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120)
-    port = free_port()
-    process = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "istore_site.wsgi", "-c",
-                                "gunicorn.conf.py", "-w", "1", "--bind", f"127.0.0.1:{port}"],
-                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            requests.get(f"{base}/_health", timeout=1)
-            break
-        except requests.RequestException:
-            time.sleep(0.1)
-    yield {"base": base, "env": env, "data": tmp_path, "master": process}
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(timeout=30)
+def server(gunicorn, tmp_path):
+    # Its own SQLite (no DATABASE_URL): the test kills processes.
+    env = {"ISTORE_DATA_DIR": str(tmp_path), "DATABASE_URL": ""}
+    base, master, env = gunicorn(env, workers=1)
+    return {"base": base, "env": env, "data": tmp_path, "master": master}
 
 
 def worker_pids(master):

@@ -4,9 +4,10 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
+from tests.servers import LocalServer
 
 
 @dataclass
@@ -29,31 +30,11 @@ class Origin:
         self.count = Counter()
         self.seen = []  # (path, headers dict, status sent)
         self.lock = threading.Lock()
-        origin = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                origin._handle(self)
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def handle_error(self, request, client_address):
-                pass  # clients that give up (timeouts, size limits) are expected here
-
-        self.server = Server(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02},
-                                       daemon=True)
-        self.thread.start()
+        self.http = LocalServer(self._handle)
+        self.port = self.http.port
 
     def url(self, path, host="127.0.0.1"):
-        return f"http://{host}:{self.port}{path}"
+        return self.http.url(path, host)
 
     def add(self, path, body=b"", **kwargs):
         self.routes[path] = Route(body=body, **kwargs)
@@ -121,8 +102,7 @@ class Origin:
             request.close_connection = True
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.http.close()
 
 
 @pytest.fixture
@@ -145,3 +125,31 @@ def file_root(settings, tmp_path):
 
 def content(response):
     return b"".join(response.streaming_content) if response.streaming else response.content
+
+
+def assert_exclusive_across_processes(tmp_path, lock_in_child, processes=4):
+    """Fork ``processes`` children that each hold ``lock_in_child(n)`` while
+    logging in/out; fail if two critical sections overlapped."""
+    import os
+
+    log = tmp_path / "sections.log"
+    children = []
+    for n in range(processes):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            try:
+                with lock_in_child(n):
+                    with open(log, "a") as out:
+                        out.write(f"in {n}\n")
+                    time.sleep(0.05)
+                    with open(log, "a") as out:
+                        out.write(f"out {n}\n")
+            finally:
+                os._exit(0)
+        children.append(pid)
+    for pid in children:
+        os.waitpid(pid, 0)
+    lines = log.read_text().split("\n")[:-1]
+    assert len(lines) == 2 * processes, f"every child must log its section: {lines}"
+    for i in range(0, len(lines), 2):
+        assert lines[i].split()[1] == lines[i + 1].split()[1], f"critical sections overlapped: {lines}"

@@ -9,7 +9,8 @@ import pytest
 from objects import cache as shared_cache
 from objects import reading
 from objects.cache import SharedCache
-from tests.objects.conftest import content
+from tests.objects.conftest import assert_exclusive_across_processes, content
+from tests.servers import LocalServer
 
 BLOB = os.urandom(100 * 1024)
 
@@ -55,28 +56,7 @@ def test_cache_is_shared_with_another_process(tmp_path):
 
 
 def test_lock_excludes_other_processes(tmp_path):
-    log = tmp_path / "log"
-    children = []
-    for n in range(4):
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - child
-            try:
-                cache = SharedCache(tmp_path / "c", 10**8)
-                with cache.lock("same"):
-                    with open(log, "a") as out:
-                        out.write(f"in {n}\n")
-                    time.sleep(0.05)
-                    with open(log, "a") as out:
-                        out.write(f"out {n}\n")
-            finally:
-                os._exit(0)
-        children.append(pid)
-    for pid in children:
-        os.waitpid(pid, 0)
-    lines = log.read_text().split("\n")[:-1]
-    assert len(lines) == 8
-    for i in range(0, 8, 2):
-        assert lines[i].split()[1] == lines[i + 1].split()[1], f"critical sections overlapped: {lines}"
+    assert_exclusive_across_processes(tmp_path, lambda n: SharedCache(tmp_path / "c", 10**8).lock("same"))
 
 
 def test_lock_of_a_dead_holder_is_released(tmp_path):
@@ -344,52 +324,34 @@ class SlowOrigin:
     (or, with ``cut=True``, closes the connection instead)."""
 
     def __init__(self):
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
         self.routes, self.count = {}, {}
-        origin = self
+        self.http = LocalServer(self._handle)
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                data, first, pause, cut, headers = origin.routes[self.path]
-                origin.count[self.path] = origin.count.get(self.path, 0) + 1
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                try:
-                    self.wfile.write(data[:first])
-                    self.wfile.flush()
-                    time.sleep(pause)
-                    if cut:
-                        self.close_connection = True
-                        return
-                    self.wfile.write(data[first:])
-                except (BrokenPipeError, ConnectionResetError):
-                    self.close_connection = True
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def handle_error(self, request, client_address):
-                pass
-
-        self.server = Server(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+    def _handle(self, request):
+        data, first, pause, cut, headers = self.routes[request.path]
+        self.count[request.path] = self.count.get(request.path, 0) + 1
+        request.send_response(200)
+        request.send_header("Content-Length", str(len(data)))
+        for name, value in headers.items():
+            request.send_header(name, value)
+        request.end_headers()
+        try:
+            request.wfile.write(data[:first])
+            request.wfile.flush()
+            time.sleep(pause)
+            if cut:
+                request.close_connection = True
+                return
+            request.wfile.write(data[first:])
+        except (BrokenPipeError, ConnectionResetError):
+            request.close_connection = True
 
     def add(self, path, data, first, pause, cut=False, headers=None):
         self.routes[path] = (data, first, pause, cut, {"Cache-Control": "max-age=3600", **(headers or {})})
-        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+        return self.http.url(path)
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.http.close()
 
 
 @pytest.fixture

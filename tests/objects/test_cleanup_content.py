@@ -3,7 +3,6 @@ import os
 import time
 from io import StringIO
 
-import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.management import call_command

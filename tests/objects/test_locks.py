@@ -11,6 +11,7 @@ import pytest
 from objects import cache as shared_cache
 from objects import locks
 from objects.cache import SharedCache
+from tests.objects.conftest import assert_exclusive_across_processes
 
 REDIS = ("127.0.0.1", 6379)
 REDIS_URL = f"redis://{REDIS[0]}:{REDIS[1]}/15"
@@ -61,30 +62,13 @@ def test_redis_lock_is_used_when_configured(redis_url, tmp_path):
 
 def test_redis_lock_excludes_other_processes(redis_url, tmp_path):
     # Each child stands for a host: its own cache directory, one shared Redis.
-    log = tmp_path / "log"
     name = unique("same")
-    children = []
-    for n in range(4):
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - child
-            try:
-                locks._clients.clear()
-                cache = SharedCache(tmp_path / f"host{n}", 10**8)
-                with cache.lock(name):
-                    with open(log, "a") as out:
-                        out.write(f"in {n}\n")
-                    time.sleep(0.05)
-                    with open(log, "a") as out:
-                        out.write(f"out {n}\n")
-            finally:
-                os._exit(0)
-        children.append(pid)
-    for pid in children:
-        os.waitpid(pid, 0)
-    lines = log.read_text().split("\n")[:-1]
-    assert len(lines) == 8
-    for i in range(0, 8, 2):
-        assert lines[i].split()[1] == lines[i + 1].split()[1], f"critical sections overlapped: {lines}"
+
+    def lock_in_child(n):
+        locks._clients.clear()  # a forked child needs its own Redis connection
+        return SharedCache(tmp_path / f"host{n}", 10**8).lock(name)
+
+    assert_exclusive_across_processes(tmp_path, lock_in_child)
 
 
 def test_redis_lock_is_renewed_during_long_work(redis_url):

@@ -1,6 +1,5 @@
 """Uploaded content: the object-store half (§3, §4)."""
 import hashlib
-import io
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile

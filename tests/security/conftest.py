@@ -11,14 +11,14 @@ import resource
 import struct
 import subprocess
 import tempfile
-import threading
 import zlib
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.contrib.auth.models import User
 from PIL import Image, ImageDraw
 from rest_framework.authtoken.models import Token
+
+from tests.servers import LocalServer
 
 MiB = 1024 * 1024
 
@@ -258,44 +258,26 @@ class TinyOrigin:
 
     def __init__(self, routes):
         self.routes = dict(routes)  # path -> (status, content_type, body)
-        origin = self
+        self.http = LocalServer(self._handle, poll_interval=0.05)
+        self.port = self.http.port
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                status, content_type, body = origin.routes.get(self.path, (404, "text/plain", b"no such path"))
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", content_type)
-                    self.send_header("Content-Length", str(len(body)))
-                    self.send_header("Cache-Control", "max-age=60")
-                    self.end_headers()
-                    self.wfile.write(body)
-                except (BrokenPipeError, ConnectionResetError):
-                    self.close_connection = True
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def handle_error(self, request, client_address):
-                pass
-
-        self.server = Server(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
-        self.thread.start()
+    def _handle(self, request):
+        status, content_type, body = self.routes.get(request.path, (404, "text/plain", b"no such path"))
+        try:
+            request.send_response(status)
+            request.send_header("Content-Type", content_type)
+            request.send_header("Content-Length", str(len(body)))
+            request.send_header("Cache-Control", "max-age=60")
+            request.end_headers()
+            request.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            request.close_connection = True
 
     def url(self, path):
-        return f"http://127.0.0.1:{self.port}{path}"
+        return self.http.url(path)
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.http.close()
 
 
 # ---------------------------------------------------------------- responses

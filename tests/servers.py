@@ -1,0 +1,37 @@
+"""Local HTTP servers for tests: one threaded, quiet server on 127.0.0.1."""
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class LocalServer:
+    """Serves GET on a free port of 127.0.0.1 by calling ``handle(request)``
+    (a BaseHTTPRequestHandler speaking HTTP/1.1) in a thread per connection."""
+
+    def __init__(self, handle, poll_interval=0.02):
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                handle(self)
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request, client_address):
+                pass  # clients that give up (timeouts, size limits) are expected here
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": poll_interval},
+                                       daemon=True)
+        self.thread.start()
+
+    def url(self, path, host="127.0.0.1"):
+        return f"http://{host}:{self.port}{path}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()

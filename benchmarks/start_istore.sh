@@ -8,7 +8,7 @@ PORT=${1:?port}
 DATA=${2:-$(mktemp -d /tmp/istore-bench-XXXX)}
 export DJANGO_DEBUG=false SECRET_KEY=bench-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 export ISTORE_DATA_DIR=$DATA ISTORE_FILE_ROOTS=/tmp/anchors/img ISTORE_ALLOW_ANONYMOUS_WRITES=true
-export ISTORE_ACCESS_LOG=/dev/null
+export ISTORE_ACCESS_LOG=${ISTORE_ACCESS_LOG-/dev/null}
 .venv/bin/python manage.py migrate -v0
 .venv/bin/gunicorn istore_site.wsgi -c gunicorn.conf.py -w "${WORKERS:-2}" --bind 127.0.0.1:"$PORT" \
   --pid "$DATA/gunicorn.pid" --daemon

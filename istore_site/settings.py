@@ -88,6 +88,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "objects.middleware.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "objects.middleware.AllowedHostsMiddleware",
     # Serves /_static/ (the admin's CSS and JS) under gunicorn without DEBUG.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "objects.middleware.AdminOnlyMiddleware",
@@ -229,6 +230,10 @@ ISTORE_CACHE_DIR = Path(os.environ.get("ISTORE_CACHE_DIR") or ISTORE_DATA_DIR / 
 ISTORE_CACHE_MAX_BYTES = env_int("ISTORE_CACHE_MAX_BYTES", 10 * GiB)
 ISTORE_CACHE_DERIVATIVES = env_bool("ISTORE_CACHE_DERIVATIVES", True)
 ISTORE_REDIS_URL = os.environ.get("ISTORE_REDIS_URL", "")
+# Per worker process: repeated GETs of unchanged content answered without
+# Django's request cycle (objects/replay.py); 0 turns it off.
+ISTORE_REPLAY_CACHE_BYTES = env_int("ISTORE_REPLAY_CACHE_BYTES", 32 * MiB)
+ISTORE_REPLAY_MAX_BODY_BYTES = env_int("ISTORE_REPLAY_MAX_BODY_BYTES", 512 * 1024)
 
 ISTORE_MAX_SOURCE_BYTES = env_int("ISTORE_MAX_SOURCE_BYTES", 5 * GiB)
 ISTORE_MAX_SOURCE_PIXELS = env_int("ISTORE_MAX_SOURCE_PIXELS", 50_000_000)

@@ -1,4 +1,8 @@
-"""WSGI entry point: ``gunicorn istore_site.wsgi`` (see gunicorn.conf.py)."""
+"""WSGI entry point: ``gunicorn istore_site.wsgi`` (see gunicorn.conf.py).
+
+Django's application is wrapped in ``objects.replay.ReplayMiddleware``, which
+answers repeated GETs of unchanged content without Django's request cycle.
+"""
 import os
 
 from django.core.wsgi import get_wsgi_application
@@ -6,3 +10,7 @@ from django.core.wsgi import get_wsgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "istore_site.settings")
 
 application = get_wsgi_application()
+
+from objects.replay import ReplayMiddleware  # noqa: E402 - needs Django set up
+
+application = ReplayMiddleware(application)

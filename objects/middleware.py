@@ -14,6 +14,24 @@ from . import metrics
 logger = logging.getLogger("istore.requests")
 
 
+def log_request(environ, path, status, seconds, length):
+    """Count a request in the metrics and write its line to the request log."""
+    method = environ.get("REQUEST_METHOD")
+    kind = metrics.request_kind(method, path, status)
+    metrics.observe_request(method, kind, status, seconds)
+    if logger.isEnabledFor(logging.INFO):
+        logger.info(json.dumps({
+            "method": method,
+            "path": path,
+            "query": environ.get("QUERY_STRING", ""),
+            "status": status,
+            "ms": round(seconds * 1000, 2),
+            "bytes": length,
+            "remote": environ.get("REMOTE_ADDR"),
+            "kind": kind,
+        }, ensure_ascii=False))
+
+
 class RequestLogMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
@@ -21,21 +39,25 @@ class RequestLogMiddleware:
     def __call__(self, request):
         started = time.perf_counter()
         response = self.get_response(request)
-        seconds = time.perf_counter() - started
-        kind = metrics.request_kind(request.method, request.path, response.status_code)
-        metrics.observe_request(request.method, kind, response.status_code, seconds)
-        if logger.isEnabledFor(logging.INFO):
-            logger.info(json.dumps({
-                "method": request.method,
-                "path": request.path,
-                "query": request.META.get("QUERY_STRING", ""),
-                "status": response.status_code,
-                "ms": round(seconds * 1000, 2),
-                "bytes": response.get("Content-Length"),
-                "remote": request.META.get("REMOTE_ADDR"),
-                "kind": kind,
-            }, ensure_ascii=False))
+        log_request(request.META, request.path, response.status_code, time.perf_counter() - started,
+                    response.get("Content-Length"))
         return response
+
+
+class AllowedHostsMiddleware:
+    """400 for a ``Host`` outside ``ALLOWED_HOSTS``, on every path.
+
+    Django validates the host only when something asks for it (CommonMiddleware,
+    CSRF), and the API runs neither; without this an API request with any Host
+    would be answered.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        request.get_host()  # raises DisallowedHost, which Django answers with handler400
+        return self.get_response(request)
 
 
 class AdminOnlyMiddleware:

@@ -52,17 +52,7 @@ class ItemManager(models.Manager):
         """
         fields = self.model._meta.concrete_fields
         db = router.db_for_write(self.model) if for_update else router.db_for_read(self.model)
-        connection_ = connections[db]
-        if not hasattr(self, "_by_key_sql"):
-            columns = ", ".join(connection_.ops.quote_name(field.column) for field in fields)
-            table = connection_.ops.quote_name(self.model._meta.db_table)
-            self._by_key_sql = f"SELECT {columns} FROM {table} WHERE key_hash = %s"
-        sql = self._by_key_sql
-        if for_update and connection_.features.has_select_for_update:
-            sql += " FOR UPDATE"
-        with connection_.cursor() as cursor:
-            cursor.execute(sql, [hash_key(key)])
-            row = cursor.fetchone()
+        row = self._select_by_key(db, "_by_key_sql", [field.column for field in fields], key, for_update)
         if row is None:
             return None
         values = [
@@ -70,6 +60,27 @@ class ItemManager(models.Manager):
             for converter, value in zip(self._converters(db), row)
         ]
         return self.model.from_db(db, [field.attname for field in fields], values)
+
+    def version(self, key):
+        """``(id, updated, content_name)`` of the item at ``key`` as the database
+        returns them, or None: what changes on every write of the item, read
+        without building it (``objects.replay`` checks it on every replay)."""
+        db = router.db_for_read(self.model)
+        return self._select_by_key(db, "_version_sql", ["id", "updated", "content_name"], key)
+
+    def _select_by_key(self, db, name, columns, key, for_update=False):
+        connection_ = connections[db]
+        sql = self.__dict__.get(name)
+        if sql is None:
+            names = ", ".join(connection_.ops.quote_name(column) for column in columns)
+            table = connection_.ops.quote_name(self.model._meta.db_table)
+            sql = self.__dict__[name] = f"SELECT {names} FROM {table} WHERE key_hash = %s"
+        if for_update and connection_.features.has_select_for_update:
+            sql += " FOR UPDATE"
+        with connection_.cursor() as cursor:
+            cursor.execute(sql, [hash_key(key)])
+            row = cursor.fetchone()
+        return None if row is None else tuple(row)
 
     def _converters(self, db):
         """Per-column functions turning database values into Python values."""

@@ -34,7 +34,7 @@ from django.http import QueryDict
 from istore_site.errors import ApiError, NotFound
 
 from . import cache as shared_cache
-from . import content, keys, metrics, responses, sources
+from . import content, keys, metrics, replay, responses, sources
 from .models import Item
 
 logger = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ def serve(request, item):
     With ``ISTORE_ACCEL_REDIRECT`` set, bytes that live in a file of the cache
     are handed to nginx (``X-Accel-Redirect``): see ``_accel_location``.
     """
+    replay.offer(request, item.key, processed="apply" in request.GET)
     body = read(item.key, request.GET, 0, item=item)
     try:
         accel = _accel_location(request, body)

@@ -1,6 +1,16 @@
-"""Local HTTP servers for tests: one threaded, quiet server on 127.0.0.1."""
+"""Local HTTP servers for tests: one threaded, quiet server on 127.0.0.1, and free ports."""
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 class LocalServer:

@@ -17,7 +17,7 @@ from .file import FileResolver
 from .http import HttpResolver
 from .self import SelfResolver
 
-__all__ = ["Body", "Context", "Resolver", "register", "resolver_for", "open_source", "schemes"]
+__all__ = ["Body", "Context", "Resolver", "register", "resolver_for", "open_source", "fingerprint", "schemes"]
 
 _REGISTRY = {}
 
@@ -53,6 +53,13 @@ def open_source(url, context):
     if not sep:
         raise BadRequest(f"{url!r} is not a source URL (<scheme>://...).", code="invalid_source_url")
     return resolver_for(scheme).open(url, context)
+
+
+def fingerprint(url):
+    """The resolver's ``fingerprint`` of the source ``url``: see ``Resolver.fingerprint``."""
+    scheme, sep, _ = url.partition("://")
+    resolver = _REGISTRY.get(scheme) if sep else None
+    return resolver.fingerprint(url) if resolver is not None else None
 
 
 BUILTIN = (HttpResolver(), FileResolver(), SelfResolver())

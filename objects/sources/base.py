@@ -170,3 +170,9 @@ class Resolver:
 
     def open(self, url: str, context: Context) -> Body:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def fingerprint(self, url: str):
+        """A cheap, hashable token that changes whenever ``open(url)`` would give
+        other bytes, or None when there is none (the default): responses from
+        such sources are never replayed (``objects.replay``)."""
+        return None

@@ -16,16 +16,11 @@ from pathlib import Path
 import pytest
 import requests
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.servers import ROOT, free_port
+
 BIN = Path(sys.executable).parent
 PG = dict(host="127.0.0.1", port=5432, user="postgres", dbname="test")
 REDIS = ("127.0.0.1", 6379)
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def reachable(host, port):

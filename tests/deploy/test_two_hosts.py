@@ -26,6 +26,17 @@ def test_upload_through_one_is_served_by_the_other(two_hosts):
     assert not list((two_hosts["work"] / "a").rglob("content/*/*/*")), "uploads must not stay on host a's disk"
 
 
+def test_new_upload_through_one_is_never_replayed_stale_by_the_other(two_hosts):
+    a, b, auth = two_hosts["a"], two_hosts["b"], two_hosts["auth"]
+    headers = {**auth, "Content-Type": "application/octet-stream"}
+    requests.put(f"{a}/shared/replayed.bin", data=b"first", headers=headers, timeout=30)
+    for _ in range(3):  # host b records its answer, then replays it
+        assert requests.get(f"{b}/shared/replayed.bin", timeout=30).content == b"first"
+    requests.put(f"{a}/shared/replayed.bin", data=b"second", headers=headers, timeout=30)
+    assert requests.get(f"{b}/shared/replayed.bin", timeout=30).content == b"second", \
+        "host b replayed content that host a had replaced"
+
+
 def test_delete_through_one_is_gone_on_the_other(two_hosts):
     a, b, auth = two_hosts["a"], two_hosts["b"], two_hosts["auth"]
     requests.post(f"{a}/gone/x", data={"metadata": "{}"}, headers=auth, timeout=30)

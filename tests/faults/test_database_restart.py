@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from .conftest import free_port
+from tests.servers import free_port
 
 PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None) if Path("/usr/lib/postgresql").exists() \
     else None

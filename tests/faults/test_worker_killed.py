@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from .conftest import ROOT
+from tests.servers import ROOT
 
 
 @pytest.fixture

@@ -261,7 +261,8 @@ def behind_nginx(tmp_path, origin):
 
     import requests
 
-    from tests.deploy.conftest import ROOT, free_port, start, stop, wait_http
+    from tests.deploy.conftest import start, stop, wait_http
+    from tests.servers import ROOT, free_port
 
     nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
     if nginx is None:

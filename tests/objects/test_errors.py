@@ -73,6 +73,13 @@ def test_django_error_handlers_are_json(rf, handler, status):
     assert_json_error(getattr(views, handler)(rf.get("/_admin/x")), status)
 
 
+@pytest.mark.parametrize("path", ["/some/key", "/some/dir/", "/_health"])
+def test_host_outside_allowed_hosts_is_400_json(api, path):
+    response = api.get(path, HTTP_HOST="evil.example")
+    assert response.status_code == 400, f"Host: evil.example on {path} gave {response.status_code}"
+    assert response.json()["error"] == "disallowed_host", response.content
+
+
 def test_unhandled_exception_is_a_json_500(api, monkeypatch):
     from objects import views
 

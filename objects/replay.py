@@ -1,0 +1,188 @@
+"""
+Replay of unchanged content responses: the hot path of a cached image.
+
+The commonest request an image service gets is a plain GET of a URL it has
+answered before, from bytes that have not changed since. Django's request
+cycle costs more than that answer, so ``ReplayMiddleware`` (wrapped around
+the WSGI application in ``istore_site/wsgi.py``) keeps, per worker process,
+the last 200 response to each such URL (status, headers, body) with the
+*fingerprint* of what it was made from, and answers the next identical
+request from it while the fingerprint is unchanged:
+
+- the item's row, read with one indexed lookup (its ``_id``, ``updated`` and
+  content name, ``Item.objects.version``), so a write on any host is seen on
+  the next request;
+- the source's own fingerprint (``Resolver.fingerprint``: one ``stat`` for a
+  ``file`` source). ``http`` and ``self`` sources have none, so their
+  responses always go through Django.
+
+``reading.serve`` offers a response for replay and takes the fingerprint
+*before* reading, so a change during the read costs a later miss, never a
+stale answer. Only what Django would answer the same way is replayed: plain
+GETs (Range and conditional requests go to Django), public reads, the same
+Host, scheme and raw request target, no ``Vary``, no ``X-Accel-Redirect``
+(nginx's file may since have been evicted). Entries live in a bounded LRU
+(cachetools) of ``ISTORE_REPLAY_CACHE_BYTES`` per process; bodies over
+``ISTORE_REPLAY_MAX_BODY_BYTES`` are not kept. Anything unexpected (the
+database going away) falls through to Django, which answers as it would have.
+"""
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from cachetools import LRUCache
+from django.conf import settings
+
+from . import keys, metrics, sources
+from .middleware import log_request
+
+logger = logging.getLogger(__name__)
+
+OFFER = "istore.replay"
+# A request carrying any of these is answered by Django (206, 304, 412).
+_DJANGO_ONLY = ("HTTP_RANGE", "HTTP_IF_RANGE", "HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE",
+                "HTTP_IF_MATCH", "HTTP_IF_UNMODIFIED_SINCE")
+
+
+def enabled():
+    return settings.ISTORE_REPLAY_CACHE_BYTES > 0 and settings.ISTORE_PUBLIC_READ
+
+
+def fingerprint(key):
+    """What the content served at ``key`` is made from (its item's
+    ``Item.objects.version`` and, without uploaded content, its source's
+    fingerprint), or None when there is no cheap token for it: then its
+    responses are not replayed."""
+    from .models import Item
+
+    version = Item.objects.version(key)
+    if version is None:
+        return None
+    if version[2]:  # uploaded content
+        return version
+    source = keys.parse_key(key).source
+    token = sources.fingerprint(source) if source is not None else None
+    return None if token is None else (version, token)
+
+
+def offer(request, key, processed):
+    """Mark the response ``reading.serve`` is making for ``key`` as replayable
+    when the request allows it; call before reading its bytes."""
+    if not enabled() or not _replayable(request.META):
+        return
+    if processed and not settings.ISTORE_CACHE_DERIVATIVES:
+        return
+    token = fingerprint(key)
+    if token is not None:
+        request.META[OFFER] = (key, token, request.path)
+
+
+def _replayable(environ):
+    return environ.get("REQUEST_METHOD") == "GET" and not any(name in environ for name in _DJANGO_ONLY)
+
+
+def _request_key(environ):
+    target = environ.get("RAW_URI") or environ.get("PATH_INFO", "") + "?" + environ.get("QUERY_STRING", "")
+    return (environ.get("HTTP_HOST"), environ.get("wsgi.url_scheme"), environ.get("HTTP_X_FORWARDED_PROTO"),
+            target)
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    fingerprint: tuple
+    path: str
+    status: str
+    headers: list
+    body: bytes
+
+    @property
+    def size(self):
+        return len(self.body) + sum(len(name) + len(value) for name, value in self.headers) + len(self.key) + 200
+
+
+class ReplayMiddleware:
+    """WSGI middleware: answer from ``Entry``s while their fingerprint holds."""
+
+    def __init__(self, application):
+        self.application = application
+        self.entries = LRUCache(maxsize=max(settings.ISTORE_REPLAY_CACHE_BYTES, 1),
+                                getsizeof=lambda entry: entry.size)
+        self.lock = threading.Lock()
+
+    def __call__(self, environ, start_response):
+        if not enabled() or not _replayable(environ):
+            return self.application(environ, start_response)
+        request_key = _request_key(environ)
+        with self.lock:
+            entry = self.entries.get(request_key)
+        if entry is not None:
+            started = time.perf_counter()
+            if self._current(entry):
+                start_response(entry.status, entry.headers)
+                metrics.cache_lookup("replay", True)
+                log_request(environ, entry.path, 200, time.perf_counter() - started, str(len(entry.body)))
+                return [entry.body]
+            with self.lock:
+                self.entries.pop(request_key, None)
+        return self._record(request_key, environ, start_response)
+
+    def _current(self, entry):
+        try:
+            return fingerprint(entry.key) == entry.fingerprint
+        except Exception:  # noqa: BLE001 - Django answers, and reports, whatever this was
+            logger.debug("replay check failed for %r; Django answers", entry.key, exc_info=True)
+            return False
+
+    def _record(self, request_key, environ, start_response):
+        answer = {}
+
+        def capture(status, headers, exc_info=None):
+            answer.update(status=status, headers=headers)
+            return start_response(status, headers, exc_info)
+
+        result = self.application(environ, capture)
+        offered = environ.pop(OFFER, None)
+        if offered is None or not answer.get("status", "").startswith("200"):
+            return result
+        names = {name.lower(): value for name, value in answer["headers"]}
+        length = names.get("content-length", "")
+        if ("vary" in names or "x-accel-redirect" in names or not length.isdigit()
+                or int(length) > settings.ISTORE_REPLAY_MAX_BODY_BYTES):
+            return result
+        key, token, path = offered
+        return _Recording(result, lambda body: self._store(request_key, Entry(
+            key, token, path, answer["status"], list(answer["headers"]), body)), int(length))
+
+    def _store(self, request_key, entry):
+        with self.lock:
+            try:
+                self.entries[request_key] = entry
+            except ValueError:  # larger than the whole cache
+                pass
+
+
+class _Recording:
+    """The response iterable, passed through while its bytes are kept; they
+    are stored once the whole body, and exactly ``length`` bytes, went out."""
+
+    def __init__(self, result, store, length):
+        self.result, self.store, self.length = result, store, length
+        self.chunks, self.complete = [], False
+
+    def __iter__(self):
+        for chunk in self.result:
+            self.chunks.append(chunk)
+            yield chunk
+        self.complete = True
+
+    def close(self):
+        try:
+            if self.complete:
+                body = b"".join(self.chunks)
+                if len(body) == self.length:
+                    self.store(body)
+        finally:
+            if hasattr(self.result, "close"):
+                self.result.close()

@@ -1,0 +1,189 @@
+"""Replay of unchanged content responses (objects/replay.py), under a real gunicorn.
+
+Replay lives in the WSGI entry point, so these tests talk HTTP to gunicorn
+(one worker, so every replay is counted by the same process) and observe
+replays through ``/_metrics``.
+"""
+import io
+import re
+import subprocess
+import sys
+
+import pytest
+import requests
+from PIL import Image
+
+from tests.servers import ROOT
+
+RESIZE = "apply=resize&w=10"
+
+
+def png(width, height, color):
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+class Server:
+    def __init__(self, base, files, env):
+        self.base, self.files, self.env = base, files, env
+
+    def get(self, key, query="", **headers):
+        return requests.get(self.base + key + (f"?{query}" if query else ""), headers=headers, timeout=30)
+
+    def replays(self):
+        text = requests.get(self.base + "/_metrics", timeout=30).text
+        found = re.search(r'istore_cache_lookups_total\{outcome="hit",what="replay"\} ([0-9.]+)', text)
+        return float(found.group(1)) if found else 0.0
+
+    def register(self, key):
+        response = requests.post(self.base + key, data={"metadata": "{}"}, timeout=30)
+        assert response.status_code in (200, 201), f"registering {key} failed: {response.text}"
+
+
+@pytest.fixture
+def start_server(gunicorn, tmp_path):
+    def start(**env):
+        files = tmp_path / "files"
+        files.mkdir(exist_ok=True)
+        base, _, server_env = gunicorn({"ISTORE_DATA_DIR": str(tmp_path / "data"), "DATABASE_URL": "",
+                               "ISTORE_FILE_ROOTS": str(files), **env}, workers=1)
+        return Server(base, files, server_env)
+
+    return start
+
+
+@pytest.fixture
+def server(start_server):
+    return start_server()
+
+
+@pytest.fixture
+def file_key(server):
+    """A registered key embedding a file source: a 40x20 red PNG."""
+    (server.files / "a.png").write_bytes(png(40, 20, "red"))
+    key = f"/img/file://{server.files}/a.png"
+    server.register(key)
+    return key
+
+
+def size_of(response):
+    assert response.status_code == 200, f"expected an image, got {response.status_code}: {response.text[:200]}"
+    return Image.open(io.BytesIO(response.content)).size
+
+
+def primed(server, key, query=RESIZE):
+    """GET twice: the first answer is recorded, the second replayed."""
+    first = server.get(key, query)
+    before = server.replays()
+    second = server.get(key, query)
+    assert server.replays() == before + 1, "the second identical GET was not replayed"
+    return first, second
+
+
+def test_replayed_answer_is_the_django_answer(server, file_key):
+    first, second = primed(server, file_key)
+    assert second.content == first.content, "a replay must send the same bytes"
+    drop = {"Date"}
+    assert {k: v for k, v in second.headers.items() if k not in drop} == \
+        {k: v for k, v in first.headers.items() if k not in drop}, "a replay must send the same headers"
+
+
+def test_changed_file_is_not_replayed(server, file_key):
+    primed(server, file_key, "")
+    (server.files / "a.png").write_bytes(png(80, 20, "blue"))
+    assert size_of(server.get(file_key, "")) == (80, 20), "a rewritten source file was answered from replay"
+
+
+def test_swapped_symlink_is_followed(server):
+    (server.files / "one.png").write_bytes(png(40, 20, "red"))
+    (server.files / "two.png").write_bytes(png(20, 40, "green"))
+    link = server.files / "link.png"
+    link.symlink_to(server.files / "one.png")
+    key = f"/img/file://{link}"
+    server.register(key)
+    primed(server, key)
+    link.unlink()
+    link.symlink_to(server.files / "two.png")
+    assert size_of(server.get(key, RESIZE)) == (10, 20), "a swapped symlink was answered from replay"
+
+
+def test_new_upload_is_not_replayed(server):
+    key = "/up/picture.png"
+    assert requests.put(server.base + key, data=png(40, 20, "red"), timeout=30).status_code == 201
+    primed(server, key)
+    assert requests.put(server.base + key, data=png(20, 40, "red"), timeout=30).status_code == 200
+    assert size_of(server.get(key, RESIZE)) == (10, 20), "new uploaded content was answered from replay"
+
+
+def test_metadata_write_is_seen(server):
+    key = "/up/dated.png"
+    requests.put(server.base + key, data=png(40, 20, "red"), timeout=30)
+    primed(server, key, "")
+    requests.post(server.base + key, data={"metadata": '{"a": 1}'}, timeout=30)
+    before = server.replays()
+    assert server.get(key, "").status_code == 200
+    assert server.replays() == before, "the first GET after a write must be answered by Django"
+
+
+def test_deleted_item_is_not_replayed(server, file_key):
+    primed(server, file_key)
+    assert requests.delete(server.base + file_key, timeout=30).status_code in (200, 204)
+    assert server.get(file_key, RESIZE).status_code == 404, "a deleted key was answered from replay"
+
+
+def test_conditional_request_goes_to_django(server, file_key):
+    first, _ = primed(server, file_key)
+    before = server.replays()
+    response = server.get(file_key, RESIZE, **{"If-None-Match": first.headers["ETag"]})
+    assert response.status_code == 304, f"If-None-Match of the current ETag gave {response.status_code}"
+    assert server.replays() == before, "a conditional request must not be replayed"
+
+
+def test_range_request_goes_to_django(server, file_key):
+    first, _ = primed(server, file_key, "")
+    response = server.get(file_key, "", Range="bytes=0-3")
+    assert response.status_code == 206 and response.content == first.content[:4], "Range was not answered"
+
+
+def test_disallowed_host_is_refused_after_replay(server, file_key):
+    primed(server, file_key)
+    response = server.get(file_key, RESIZE, Host="evil.example")
+    assert response.status_code == 400, f"a Host outside ALLOWED_HOSTS gave {response.status_code}"
+
+
+def test_replay_can_be_turned_off(start_server):
+    server = start_server(ISTORE_REPLAY_CACHE_BYTES="0")
+    (server.files / "a.png").write_bytes(png(40, 20, "red"))
+    key = f"/img/file://{server.files}/a.png"
+    server.register(key)
+    for _ in range(3):
+        assert server.get(key, RESIZE).status_code == 200
+    assert server.replays() == 0, "ISTORE_REPLAY_CACHE_BYTES=0 must turn replay off"
+
+
+def test_uncached_derivatives_are_not_replayed(start_server):
+    server = start_server(ISTORE_CACHE_DERIVATIVES="false")
+    (server.files / "a.png").write_bytes(png(40, 20, "red"))
+    key = f"/img/file://{server.files}/a.png"
+    server.register(key)
+    for _ in range(3):
+        assert server.get(key, RESIZE).status_code == 200
+    assert server.replays() == 0, "processed results must be recomputed when ISTORE_CACHE_DERIVATIVES=false"
+    primed(server, key, "")  # the source itself still is
+
+
+def test_private_store_checks_every_read(start_server):
+    server = start_server(ISTORE_PUBLIC_READ="false")
+    (server.files / "a.png").write_bytes(png(40, 20, "red"))
+    key = f"/img/file://{server.files}/a.png"
+    server.register(key)
+    token = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c",
+         "from django.contrib.auth.models import User; from rest_framework.authtoken.models import Token; "
+         "print(Token.objects.create(user=User.objects.create_user('reader')).key)"],
+        cwd=ROOT, env=server.env, capture_output=True, text=True, check=True).stdout.split()[-1]
+    for _ in range(3):
+        assert server.get(key, RESIZE, Authorization=f"Token {token}").status_code == 200
+    assert server.get(key, RESIZE).status_code == 401, "a read without a token was answered from replay"
+    assert server.replays() == 0, "a private store must check every read"

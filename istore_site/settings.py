@@ -247,6 +247,9 @@ ISTORE_READ_TIMEOUT = env_float("ISTORE_READ_TIMEOUT", 30.0)
 ISTORE_FFMPEG_TIMEOUT = env_float("ISTORE_FFMPEG_TIMEOUT", 30.0)
 ISTORE_FFMPEG_BINARY = os.environ.get("ISTORE_FFMPEG_BINARY", "")
 ISTORE_ACCEL_REDIRECT = os.environ.get("ISTORE_ACCEL_REDIRECT", "")
+# Seconds nginx's proxy_cache may reuse a content response (X-Accel-Expires);
+# 0 (the default) never lets it. See docs/deploy.md, "nginx caches content".
+ISTORE_ACCEL_EXPIRES = env_int("ISTORE_ACCEL_EXPIRES", 0)
 
 # Similarity search (search/): the per-worker cache of packed vectors for exact
 # search, and the HNSW parameters of _create_index (usearch).

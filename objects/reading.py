@@ -68,6 +68,9 @@ def serve(request, item):
             response["Content-Length"] = "0"
             if not body.processed:
                 response["Accept-Ranges"] = "bytes"
+        if settings.ISTORE_ACCEL_EXPIRES > 0 and settings.ISTORE_PUBLIC_READ and response.status_code in (200, 304):
+            # nginx's proxy_cache may reuse it for that long (docs/deploy.md); never a private store's.
+            response["X-Accel-Expires"] = str(settings.ISTORE_ACCEL_EXPIRES)
         return response
     finally:
         body.close()

@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from objects import cache as shared_cache
+from tests.nginx import istore_behind_nginx
 from tests.objects.conftest import content
 
 LOCATION = "/_accel/"
@@ -206,101 +207,13 @@ def test_bytes_the_cache_refused_are_served_by_istore(api, origin, accel, monkey
 
 # -- through a real nginx ------------------------------------------------------------------------------------
 
-NGINX_CONF = """
-daemon off;
-{user}
-worker_processes 1;
-error_log {work}/nginx-error.log warn;
-pid {work}/nginx.pid;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {work}/nginx-body;
-    proxy_temp_path {work}/nginx-proxy;
-    fastcgi_temp_path {work}/nginx-fastcgi;
-    uwsgi_temp_path {work}/nginx-uwsgi;
-    scgi_temp_path {work}/nginx-scgi;
-    include {mime_types};
-    upstream istore {{ server 127.0.0.1:{app_port}; keepalive 8; }}
-    server {{
-        listen 127.0.0.1:{port};
-        merge_slashes off;
-        location / {{
-            proxy_pass http://istore;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $host;
-        }}
-{accel}
-    }}
-}}
-"""
-
-
-def accel_location(cache_dir):
-    """The internal location of docs/sources.md, for ``cache_dir``."""
-    return f"""
-        location /_accel/ {{
-            internal;
-            alias {cache_dir}/;
-            etag off;
-            if_modified_since off;
-            add_header ETag $upstream_http_etag;
-            add_header Last-Modified $upstream_http_last_modified;
-            add_header X-Content-Type-Options $upstream_http_x_content_type_options;
-            add_header Content-Security-Policy $upstream_http_content_security_policy;
-        }}"""
-
-
 @pytest.fixture
 def behind_nginx(tmp_path, origin):
     """istore under gunicorn (SQLite) behind a real nginx with ISTORE_ACCEL_REDIRECT=/_accel/."""
-    import shutil
-    import subprocess
-    import sys
-
     import requests
 
-    from tests.deploy.conftest import start, stop, wait_http
-    from tests.servers import ROOT, free_port
-
-    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
-    if nginx is None:
-        pytest.skip("nginx is not installed (apt-get install nginx-light)")
-    data_dir = tmp_path / "data"
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("DATABASE_URL", "PROMETHEUS_MULTIPROC_DIR", "ISTORE_REDIS_URL", "ISTORE_STORAGE")}
-    env.update({
-        "DJANGO_DEBUG": "false",
-        "SECRET_KEY": "accel-test-" + "x" * 40,
-        "ISTORE_DATA_DIR": str(data_dir),
-        "ISTORE_ACCEL_REDIRECT": "/_accel/",
-        "ISTORE_ALLOW_ANONYMOUS_WRITES": "true",
-        "ISTORE_ALLOW_LOOPBACK_SOURCES": "true",
-        "ISTORE_ACCESS_LOG": "/dev/null",
-    })
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True,
-                   timeout=300)
-    log = open(tmp_path / "servers.log", "ab")
-    app_port, port = free_port(), free_port()
-    app = start([str(__import__("pathlib").Path(sys.executable).parent / "gunicorn"), "istore_site.wsgi", "-c",
-                 "gunicorn.conf.py", "-w", "2", "--bind", f"127.0.0.1:{app_port}"], env, log)
-    conf = tmp_path / "nginx.conf"
-    # pytest's temporary directories are 0700: nginx's workers run as root to
-    # read them (test_cache_files_are_readable_by_other_users covers the modes).
-    user = "user root;" if os.geteuid() == 0 else ""
-    conf.write_text(NGINX_CONF.format(user=user, work=tmp_path, mime_types="/etc/nginx/mime.types", app_port=app_port,
-                                      port=port, accel=accel_location(data_dir / "cache")))
-    server = start([nginx, "-c", str(conf), "-p", str(tmp_path)], env, log)
-    try:
-        wait_http(f"http://127.0.0.1:{app_port}/_health", app)
-        wait_http(f"http://127.0.0.1:{port}/_health", server)
-        yield {"app": f"http://127.0.0.1:{app_port}", "nginx": f"http://127.0.0.1:{port}", "origin": origin,
-               "requests": requests}
-    finally:
-        stop(server)
-        stop(app)
-        log.close()
+    with istore_behind_nginx(tmp_path, {"ISTORE_ACCEL_REDIRECT": "/_accel/"}) as servers:
+        yield {**servers, "origin": origin, "requests": requests}
 
 
 def test_through_a_real_nginx(behind_nginx):

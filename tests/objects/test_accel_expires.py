@@ -1,0 +1,99 @@
+"""ISTORE_ACCEL_EXPIRES (issue 8 §5): how long nginx's proxy_cache may reuse a content response."""
+import time
+
+import pytest
+import requests
+from django.contrib.auth.models import User
+from rest_framework.authtoken.models import Token
+
+from tests.nginx import istore_behind_nginx
+
+KEY = "/c/blob.txt"
+
+
+@pytest.fixture
+def uploaded(api):
+    assert api.upload(KEY, b"one", content_type="text/plain").status_code == 201
+    return KEY
+
+
+def test_content_carries_the_expiry(api, uploaded, settings):
+    settings.ISTORE_ACCEL_EXPIRES = 2
+    response = api.get(uploaded)
+    assert response["X-Accel-Expires"] == "2", "a content response must tell nginx how long it may reuse it"
+    revalidated = api.get(uploaded, HTTP_IF_NONE_MATCH=response["ETag"])
+    assert revalidated.status_code == 304 and revalidated["X-Accel-Expires"] == "2", \
+        "a 304 to nginx's revalidation must renew the expiry"
+
+
+def test_off_by_default(api, uploaded):
+    assert "X-Accel-Expires" not in api.get(uploaded), "nginx may not cache anything unless configured to"
+
+
+@pytest.mark.parametrize("query", ["meta=1"])
+def test_metadata_is_never_cached_by_nginx(api, uploaded, settings, query):
+    settings.ISTORE_ACCEL_EXPIRES = 2
+    assert "X-Accel-Expires" not in api.get(uploaded, query), "metadata must be read fresh"
+
+
+def test_listing_is_never_cached_by_nginx(api, uploaded, settings):
+    settings.ISTORE_ACCEL_EXPIRES = 2
+    assert "X-Accel-Expires" not in api.get("/c/"), "listings must be read fresh"
+
+
+def test_private_store_is_never_cached_by_nginx(api, uploaded, settings, db):
+    settings.ISTORE_ACCEL_EXPIRES = 2
+    settings.ISTORE_PUBLIC_READ = False
+    token = Token.objects.create(user=User.objects.create_user("reader")).key
+    response = api.get(uploaded, HTTP_AUTHORIZATION=f"Token {token}")
+    assert response.status_code == 200 and "X-Accel-Expires" not in response, \
+        "nginx must not answer a private store's reads: it would skip the access check"
+
+
+# -- through a real nginx with proxy_cache -----------------------------------------------------------------
+
+EXPIRES = 1
+
+
+@pytest.fixture
+def cached_front(tmp_path):
+    with istore_behind_nginx(tmp_path, {"ISTORE_ACCEL_EXPIRES": str(EXPIRES)}, cache=True) as servers:
+        yield servers
+
+
+def test_nginx_serves_from_its_cache_within_the_expiry(cached_front):
+    app, front = cached_front["app"], cached_front["nginx"]
+    assert requests.put(app + KEY, data=b"one", timeout=30).status_code == 201
+    first = requests.get(front + KEY, timeout=30)
+    second = requests.get(front + KEY, timeout=30)
+    assert first.content == second.content == b"one"
+    assert second.headers["X-Cache-Status"] == "HIT", "the second read must come from nginx's cache"
+    assert "X-Accel-Expires" not in second.headers, "nginx keeps X-Accel-Expires to itself"
+    assert second.headers["ETag"] == first.headers["ETag"]
+    assert requests.get(front + KEY, headers={"If-None-Match": first.headers["ETag"]},
+                        timeout=30).status_code == 304
+
+
+def test_a_write_is_seen_through_nginx_after_the_expiry(cached_front):
+    app, front = cached_front["app"], cached_front["nginx"]
+    requests.put(app + KEY, data=b"one", timeout=30)
+    requests.get(front + KEY, timeout=30)
+    written = time.monotonic()
+    assert requests.put(app + KEY, data=b"two", timeout=30).status_code == 200
+    seen = None
+    while time.monotonic() - written < EXPIRES + 3:
+        if requests.get(front + KEY, timeout=30).content == b"two":
+            seen = time.monotonic() - written
+            break
+        time.sleep(0.1)
+    assert seen is not None and seen <= EXPIRES + 1, f"a write was seen through nginx after {seen} s"
+
+
+def test_metadata_through_nginx_is_always_fresh(cached_front):
+    app, front = cached_front["app"], cached_front["nginx"]
+    requests.post(app + "/c/m", data={"metadata": '{"v": 1}'}, timeout=30)
+    requests.get(front + "/c/m?meta=1", timeout=30)
+    requests.post(app + "/c/m", data={"metadata": '{"v": 2}'}, timeout=30)
+    response = requests.get(front + "/c/m?meta=1", timeout=30)
+    assert response.json()["metadata"] == {"v": 2}, "metadata was served from nginx's cache"
+    assert response.headers["X-Cache-Status"] != "HIT"

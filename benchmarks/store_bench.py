@@ -45,28 +45,44 @@ def environment(data_dir, database):
     return env
 
 
-def start_gunicorn(env, port, settings_module="istore_site.settings"):
-    env = dict(env, DJANGO_SETTINGS_MODULE=settings_module)
-    process = subprocess.Popen(
-        [str(Path(PYTHON).parent / "gunicorn"), "istore_site.wsgi", "-c", str(ROOT / "gunicorn.conf.py"),
-         "-w", "2", "--bind", f"127.0.0.1:{port}"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    for _ in range(100):
+def wait_http(url, process, attempts=100):
+    """Return ``process`` once ``url`` answers; stop it and exit if it never does."""
+    for _ in range(attempts):
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/_health", timeout=1)
+            urllib.request.urlopen(url, timeout=1)
             return process
         except Exception:
             time.sleep(0.1)
-    raise SystemExit(f"gunicorn on {port} did not start")
+    stop(process)
+    raise SystemExit(f"{url} did not answer")
+
+
+def start_gunicorn(env, port, settings_module="istore_site.settings", workers=2):
+    env = dict(env, DJANGO_SETTINGS_MODULE=settings_module)
+    process = subprocess.Popen(
+        [str(Path(PYTHON).parent / "gunicorn"), "istore_site.wsgi", "-c", str(ROOT / "gunicorn.conf.py"),
+         "-w", str(workers), "--bind", f"127.0.0.1:{port}"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    return wait_http(f"http://127.0.0.1:{port}/_health", process)
 
 
 def stop(process):
-    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:  # the whole group has already exited
+        pass
     process.wait(timeout=30)
 
 
 def wrk(url, threads, connections, seconds, script=None, script_args=()):
+    """``(req/s, p50 ms, non-2xx count)`` of one wrk run."""
+    stats = wrk_stats(url, threads, connections, seconds, script, script_args)
+    return stats["rate"], stats["p50"], stats["errors"]
+
+
+def wrk_stats(url, threads, connections, seconds, script=None, script_args=()):
+    """One wrk run as a dict: rate (req/s), p50 and p99 (ms), errors (non-2xx or 3xx)."""
     command = [WRK, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s"]
     if script:
         command += ["-s", str(script)]
@@ -75,10 +91,12 @@ def wrk(url, threads, connections, seconds, script=None, script_args=()):
         command += ["--", *script_args]
     output = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60).stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
-    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", output)
-    p50_ms = float(p50.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[p50.group(2)]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    return rate, p50_ms, int(errors.group(1)) if errors else 0
+    stats = {"rate": rate, "errors": int(errors.group(1)) if errors else 0}
+    for percent in (50, 99):
+        latency = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)", output, re.MULTILINE)
+        stats[f"p{percent}"] = float(latency.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[latency.group(2)]
+    return stats
 
 
 def fill(env, prefix, count, start=0):

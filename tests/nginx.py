@@ -14,7 +14,7 @@ from tests.servers import ROOT, free_port
 NGINX_CONF = """
 daemon off;
 {user}
-worker_processes 1;
+worker_processes {nginx_workers};
 error_log {work}/nginx-error.log warn;
 pid {work}/nginx.pid;
 events {{ worker_connections 256; }}
@@ -71,7 +71,7 @@ def accel_location(cache_dir):
 
 
 @contextmanager
-def istore_behind_nginx(tmp_path, settings, cache=False):
+def istore_behind_nginx(tmp_path, settings, cache=False, nginx_workers=1):
     """Start istore (2 workers, with the ``settings`` environment) and nginx in
     front of it, with the internal X-Accel location and, with ``cache``,
     nginx's proxy_cache; yields ``{"app": URL, "nginx": URL, "data": path, "env": dict}``."""
@@ -101,7 +101,7 @@ def istore_behind_nginx(tmp_path, settings, cache=False):
     # read them (test_cache_files_are_readable_by_other_users covers the modes).
     user = "user root;" if os.geteuid() == 0 else ""
     conf.write_text(NGINX_CONF.format(
-        user=user, work=tmp_path, mime_types="/etc/nginx/mime.types", app_port=app_port, port=port,
+        user=user, work=tmp_path, nginx_workers=nginx_workers, mime_types="/etc/nginx/mime.types", app_port=app_port, port=port,
         accel=accel_location(data_dir / "cache"), cache_zone=CACHE_ZONE.format(work=tmp_path) if cache else "",
         cache=CACHE if cache else ""))
     server = start([nginx, "-c", str(conf), "-p", str(tmp_path)], env, log)

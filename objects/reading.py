@@ -64,6 +64,7 @@ def serve(request, item):
             allow_range=not body.processed and not accel,
         )
         if accel and response.status_code == 200:
+            replay.handed_to_nginx(request, body.path)
             response["X-Accel-Redirect"] = accel
             response["Content-Length"] = "0"
             if not body.processed:

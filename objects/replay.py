@@ -20,13 +20,14 @@ request from it while the fingerprint is unchanged:
 *before* reading, so a change during the read costs a later miss, never a
 stale answer. Only what Django would answer the same way is replayed: plain
 GETs (Range and conditional requests go to Django), public reads, the same
-Host, scheme and raw request target, no ``Vary``, no ``X-Accel-Redirect``
-(nginx's file may since have been evicted). Entries live in a bounded LRU
+Host, scheme and raw request target, no ``Vary``. An ``X-Accel-Redirect``
+answer is replayed while the cache file it names exists. Entries live in a bounded LRU
 (cachetools) of ``ISTORE_REPLAY_CACHE_BYTES`` per process; bodies over
 ``ISTORE_REPLAY_MAX_BODY_BYTES`` are not kept. Anything unexpected (the
 database going away) falls through to Django, which answers as it would have.
 """
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -75,7 +76,17 @@ def offer(request, key, processed):
         return
     token = fingerprint(key)
     if token is not None:
-        request.META[OFFER] = (key, token, request.path)
+        request.META[OFFER] = (key, token, request.path, None)
+
+
+def handed_to_nginx(request, path):
+    """Note that the response offered for replay hands the cache file ``path``
+    to nginx (X-Accel-Redirect): a replay then also needs the file to exist.
+    Cache files are never rewritten in place, only evicted, so existing is
+    enough."""
+    offered = request.META.get(OFFER)
+    if offered is not None:
+        request.META[OFFER] = offered[:3] + (path,)
 
 
 def _replayable(environ):
@@ -96,6 +107,7 @@ class Entry:
     status: str
     headers: list
     body: bytes
+    file: str = None  # the cache file nginx sends, for X-Accel-Redirect answers
 
     @property
     def size(self):
@@ -130,6 +142,8 @@ class ReplayMiddleware:
 
     def _current(self, entry):
         try:
+            if entry.file is not None and not os.path.exists(entry.file):
+                return False
             return fingerprint(entry.key) == entry.fingerprint
         except Exception:  # noqa: BLE001 - Django answers, and reports, whatever this was
             logger.debug("replay check failed for %r; Django answers", entry.key, exc_info=True)
@@ -148,12 +162,12 @@ class ReplayMiddleware:
             return result
         names = {name.lower(): value for name, value in answer["headers"]}
         length = names.get("content-length", "")
-        if ("vary" in names or "x-accel-redirect" in names or not length.isdigit()
+        key, token, path, file = offered
+        if ("vary" in names or ("x-accel-redirect" in names and file is None) or not length.isdigit()
                 or int(length) > settings.ISTORE_REPLAY_MAX_BODY_BYTES):
             return result
-        key, token, path = offered
         return _Recording(result, lambda body: self._store(request_key, Entry(
-            key, token, path, answer["status"], list(answer["headers"]), body)), int(length))
+            key, token, path, answer["status"], list(answer["headers"]), body, file)), int(length))
 
     def _store(self, request_key, entry):
         with self.lock:

@@ -6,6 +6,8 @@ replays through ``/_metrics``.
 """
 import io
 import re
+from pathlib import Path
+from urllib.parse import unquote
 import subprocess
 import sys
 
@@ -27,6 +29,7 @@ def png(width, height, color):
 class Server:
     def __init__(self, base, files, env):
         self.base, self.files, self.env = base, files, env
+        self.data = Path(env["ISTORE_DATA_DIR"])
 
     def get(self, key, query="", **headers):
         return requests.get(self.base + key + (f"?{query}" if query else ""), headers=headers, timeout=30)
@@ -150,6 +153,23 @@ def test_disallowed_host_is_refused_after_replay(server, file_key):
     primed(server, file_key)
     response = server.get(file_key, RESIZE, Host="evil.example")
     assert response.status_code == 400, f"a Host outside ALLOWED_HOSTS gave {response.status_code}"
+
+
+def test_nginx_answer_is_replayed_while_its_cache_file_exists(start_server):
+    server = start_server(ISTORE_ACCEL_REDIRECT="/_accel/")
+    (server.files / "a.png").write_bytes(png(40, 20, "red"))
+    key = f"/img/file://{server.files}/a.png"
+    server.register(key)
+    first, second = primed(server, key)
+    target = first.headers["X-Accel-Redirect"]
+    assert second.headers["X-Accel-Redirect"] == target, "a replay must hand nginx the same file"
+    cached = server.data / "cache" / unquote(target[len("/_accel/"):])
+    cached.unlink()  # evicted
+    before = server.replays()
+    again = server.get(key, RESIZE)
+    assert server.replays() == before, "an answer naming an evicted cache file was replayed"
+    assert (server.data / "cache" / unquote(again.headers["X-Accel-Redirect"][len("/_accel/"):])).is_file(), \
+        "the new answer must name a file that exists"
 
 
 def test_replay_can_be_turned_off(start_server):

@@ -134,6 +134,9 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Writers queue on a file lock rather than SQLite's sleeping busy handler
+    # (istore_site/sqlite3/base.py).
+    DATABASES["default"]["ENGINE"] = "istore_site.sqlite3"
     # WAL lets readers run beside the one writer; IMMEDIATE takes the write
     # lock when a transaction starts, so two workers never deadlock upgrading
     # a read lock; the busy timeout makes a writer wait instead of failing.

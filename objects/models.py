@@ -16,6 +16,8 @@ The namespace: one ``Item`` row per key.
 import hashlib
 
 from django.db import connections, models, router
+from django.db.models import sql
+from django.db.models.constants import OnConflict
 
 from . import keys
 
@@ -67,6 +69,30 @@ class ItemManager(models.Manager):
         without building it (``objects.replay`` checks it on every replay)."""
         db = router.db_for_read(self.model)
         return self._select_by_key(db, "_version_sql", ["id", "updated", "content_name"], key)
+
+    def insert_new(self, item):
+        """INSERT ``item`` unless an item with its key exists; True when it was
+        inserted (and ``item.id`` is set).
+
+        One statement, ``ON CONFLICT DO NOTHING RETURNING id``: a concurrent
+        creator of the same key makes it a no-op, where a plain INSERT would
+        raise an IntegrityError that only a savepoint (two more round trips
+        on PostgreSQL) could recover the transaction from.
+        """
+        db = router.db_for_write(self.model)
+        query = sql.InsertQuery(self.model, on_conflict=OnConflict.IGNORE)
+        query.insert_values([f for f in self.model._meta.concrete_fields if not f.primary_key], [item])
+        compiler = query.get_compiler(db)
+        compiler.returning_fields = [self.model._meta.pk]
+        [(statement, params)] = compiler.as_sql()
+        with connections[db].cursor() as cursor:
+            cursor.execute(statement, params)
+            row = cursor.fetchone()
+        if row is None:
+            return False
+        item.pk = row[0]
+        item._state.adding, item._state.db = False, db
+        return True
 
     def _select_by_key(self, db, name, columns, key, for_update=False):
         connection_ = connections[db]

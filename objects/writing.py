@@ -14,7 +14,7 @@ import json
 
 import json_merge_patch
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from istore_site.errors import BadRequest, NotFound
@@ -83,12 +83,7 @@ def _create(key, metadata, replace, stored):
     item = Item(metadata={})
     item.set_key(key)
     _updated(item, metadata, replace, stored)
-    try:
-        with transaction.atomic():
-            item.save(force_insert=True)
-    except IntegrityError:
-        return None
-    return item
+    return item if Item.objects.insert_new(item) else None
 
 
 def write(key, metadata=None, *, replace=False, stored=None):

@@ -43,6 +43,13 @@ class Server:
         response = requests.post(self.base + key, data={"metadata": "{}"}, timeout=30)
         assert response.status_code in (200, 201), f"registering {key} failed: {response.text}"
 
+    def file_key(self, name="a.png"):
+        """A registered key embedding a file source: a 40x20 red PNG."""
+        (self.files / name).write_bytes(png(40, 20, "red"))
+        key = f"/img/file://{self.files}/{name}"
+        self.register(key)
+        return key
+
 
 @pytest.fixture
 def start_server(gunicorn, tmp_path):
@@ -63,11 +70,7 @@ def server(start_server):
 
 @pytest.fixture
 def file_key(server):
-    """A registered key embedding a file source: a 40x20 red PNG."""
-    (server.files / "a.png").write_bytes(png(40, 20, "red"))
-    key = f"/img/file://{server.files}/a.png"
-    server.register(key)
-    return key
+    return server.file_key()
 
 
 def size_of(response):
@@ -157,9 +160,7 @@ def test_disallowed_host_is_refused_after_replay(server, file_key):
 
 def test_nginx_answer_is_replayed_while_its_cache_file_exists(start_server):
     server = start_server(ISTORE_ACCEL_REDIRECT="/_accel/")
-    (server.files / "a.png").write_bytes(png(40, 20, "red"))
-    key = f"/img/file://{server.files}/a.png"
-    server.register(key)
+    key = server.file_key()
     first, second = primed(server, key)
     target = first.headers["X-Accel-Redirect"]
     assert second.headers["X-Accel-Redirect"] == target, "a replay must hand nginx the same file"
@@ -172,32 +173,26 @@ def test_nginx_answer_is_replayed_while_its_cache_file_exists(start_server):
         "the new answer must name a file that exists"
 
 
-def test_replay_can_be_turned_off(start_server):
-    server = start_server(ISTORE_REPLAY_CACHE_BYTES="0")
-    (server.files / "a.png").write_bytes(png(40, 20, "red"))
-    key = f"/img/file://{server.files}/a.png"
-    server.register(key)
+@pytest.mark.parametrize("setting, why", [
+    ({"ISTORE_REPLAY_CACHE_BYTES": "0"}, "ISTORE_REPLAY_CACHE_BYTES=0 must turn replay off"),
+    ({"ISTORE_CACHE_DERIVATIVES": "false"}, "processed results must be recomputed when ISTORE_CACHE_DERIVATIVES=false"),
+])
+def test_processed_results_are_not_replayed_when_turned_off(start_server, setting, why):
+    server = start_server(**setting)
+    key = server.file_key()
     for _ in range(3):
         assert server.get(key, RESIZE).status_code == 200
-    assert server.replays() == 0, "ISTORE_REPLAY_CACHE_BYTES=0 must turn replay off"
+    assert server.replays() == 0, why
 
 
-def test_uncached_derivatives_are_not_replayed(start_server):
+def test_sources_are_replayed_with_derivatives_uncached(start_server):
     server = start_server(ISTORE_CACHE_DERIVATIVES="false")
-    (server.files / "a.png").write_bytes(png(40, 20, "red"))
-    key = f"/img/file://{server.files}/a.png"
-    server.register(key)
-    for _ in range(3):
-        assert server.get(key, RESIZE).status_code == 200
-    assert server.replays() == 0, "processed results must be recomputed when ISTORE_CACHE_DERIVATIVES=false"
-    primed(server, key, "")  # the source itself still is
+    primed(server, server.file_key(), "")
 
 
 def test_private_store_checks_every_read(start_server):
     server = start_server(ISTORE_PUBLIC_READ="false")
-    (server.files / "a.png").write_bytes(png(40, 20, "red"))
-    key = f"/img/file://{server.files}/a.png"
-    server.register(key)
+    key = server.file_key()
     token = subprocess.run(
         [sys.executable, "manage.py", "shell", "-c",
          "from django.contrib.auth.models import User; from rest_framework.authtoken.models import Token; "

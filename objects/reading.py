@@ -48,7 +48,7 @@ def serve(request, item):
     With ``ISTORE_ACCEL_REDIRECT`` set, bytes that live in a file of the cache
     are handed to nginx (``X-Accel-Redirect``): see ``_accel_location``.
     """
-    replay.offer(request, item.key, processed="apply" in request.GET)
+    replay.offer(request, item, processed="apply" in request.GET)
     body = read(item.key, request.GET, 0, item=item)
     try:
         accel = _accel_location(request, body)

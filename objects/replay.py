@@ -67,16 +67,20 @@ def fingerprint(key):
     return None if token is None else (version, token)
 
 
-def offer(request, key, processed):
-    """Mark the response ``reading.serve`` is making for ``key`` as replayable
+def offer(request, item, processed):
+    """Mark the response ``reading.serve`` is making for ``item`` as replayable
     when the request allows it; call before reading its bytes."""
     if not enabled() or not _replayable(request.META):
         return
     if processed and not settings.ISTORE_CACHE_DERIVATIVES:
         return
-    token = fingerprint(key)
+    if not item.has_content:
+        source = keys.parse_key(item.key).source
+        if source is None or sources.fingerprint(source) is None:
+            return  # no token: spare the lookup below (an http source, say)
+    token = fingerprint(item.key)
     if token is not None:
-        request.META[OFFER] = (key, token, request.path, None)
+        request.META[OFFER] = (item.key, token, request.path, None)
 
 
 def handed_to_nginx(request, path):
@@ -163,7 +167,8 @@ class ReplayMiddleware:
         names = {name.lower(): value for name, value in answer["headers"]}
         length = names.get("content-length", "")
         key, token, path, file = offered
-        if ("vary" in names or ("x-accel-redirect" in names and file is None) or not length.isdigit()
+        if ("vary" in names or "set-cookie" in names or ("x-accel-redirect" in names and file is None)
+                or not length.isdigit()
                 or int(length) > settings.ISTORE_REPLAY_MAX_BODY_BYTES):
             return result
         return _Recording(result, lambda body: self._store(request_key, Entry(

@@ -49,14 +49,18 @@ class AllowedHostsMiddleware:
 
     Django validates the host only when something asks for it (CommonMiddleware,
     CSRF), and the API runs neither; without this an API request with any Host
-    would be answered.
+    would be answered. The probes are exempt: load balancers and Prometheus
+    usually reach a host by its address, and their answers name no host.
     """
+
+    PROBES = ("/_health", "/_ready", "/_metrics")
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        request.get_host()  # raises DisallowedHost, which Django answers with handler400
+        if request.path_info not in self.PROBES:
+            request.get_host()  # raises DisallowedHost, which Django answers with handler400
         return self.get_response(request)
 
 

@@ -73,11 +73,17 @@ def test_django_error_handlers_are_json(rf, handler, status):
     assert_json_error(getattr(views, handler)(rf.get("/_admin/x")), status)
 
 
-@pytest.mark.parametrize("path", ["/some/key", "/some/dir/", "/_health"])
+@pytest.mark.parametrize("path", ["/some/key", "/some/dir/", "/some/key?meta=1", "/_schema/"])
 def test_host_outside_allowed_hosts_is_400_json(api, path):
-    response = api.get(path, HTTP_HOST="evil.example")
+    response = api.client.get(path, HTTP_HOST="evil.example")
     assert response.status_code == 400, f"Host: evil.example on {path} gave {response.status_code}"
     assert response.json()["error"] == "disallowed_host", response.content
+
+
+@pytest.mark.parametrize("path", ["/_health", "/_ready", "/_metrics"])
+def test_probes_answer_any_host(api, path):
+    response = api.client.get(path, HTTP_HOST="10.0.0.7:8592")
+    assert response.status_code == 200, f"a probe by address on {path} gave {response.status_code}"
 
 
 def test_unhandled_exception_is_a_json_500(api, monkeypatch):

@@ -2,7 +2,7 @@
 Source resolvers: one per URL scheme, found by ``open_source`` (§1).
 
 A key that embeds ``<scheme>://...`` gets its bytes from the resolver
-registered for that scheme: ``http``/``https`` (``http.py``, through the
+registered for that scheme: ``http``/``https`` (``http/``, through the
 address rules of ``guard.py`` and the shared cache), ``file`` (``file.py``,
 confined to ``ISTORE_FILE_ROOTS``) and ``self`` (``self.py``, another key of
 this istore). Any other scheme is 400, naming it. A new scheme (``s3://``) is

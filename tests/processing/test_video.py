@@ -36,7 +36,7 @@ def ffmpeg_calls(monkeypatch):
         calls.append(list(args))
         return real(args, deadline)
 
-    monkeypatch.setattr(video, "_run", spy)
+    monkeypatch.setattr(video.runner, "_run", spy)
     return calls
 
 
@@ -144,7 +144,7 @@ def test_dropping_non_reference_frames_changes_no_pixel(indexed_video, timer_vid
     secs = [0.3, 1.7, 2.9, 3.6]
     fast = {(p, s): video.grab_frame(p, s) for p in (indexed_video, timer_video) for s in secs}
     video._index.clear()
-    monkeypatch.setattr(video, "_fast_decode_supported", lambda binary, deadline: False)
+    monkeypatch.setattr(video.frames, "_fast_decode_supported", lambda binary, deadline: False)
     for (p, s), data in fast.items():
         assert video.grab_frame(p, s) == data, f"{os.path.basename(p)} at {s} s differs without the fast path"
 

@@ -1,0 +1,221 @@
+"""
+``HttpResolver``: an ``http``/``https`` source as a ``Body``, fresh from the
+cache when CacheControl says so, else fetched once under the cache's
+single-flight lock: revalidated (304), stored whole, or served while it
+downloads (``_stream_response``).
+"""
+import logging
+import os
+import uuid
+from contextlib import ExitStack
+from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
+
+import requests
+from cachecontrol.controller import CacheController
+from django.conf import settings
+
+from istore_site.errors import BadRequest
+
+from ... import cache as shared_cache
+from ... import metrics
+from .. import guard
+from ..base import FALLBACK_TYPE, SNIFF_BYTES, Body, Resolver, clean_type, digest, guess_type, read_head
+from .caching import BODY, META, SYNTHETIC_ETAG, TOKEN_TAG, _HEURISTIC, _PARSER, _SourceStore
+from .fetch import SourceError, SourceNotFound, _SourceReader, _streamable, _too_large, get, session
+
+logger = logging.getLogger("objects.sources.http")  # the package's name, for all of its modules
+
+OK_STATUSES = (200, 203)
+
+
+def _parse_date(value):
+    if not value:
+        return None
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+# -- the resolver -------------------------------------------------------------------
+
+
+class HttpResolver(Resolver):
+    schemes = ("http", "https")
+
+    def open(self, url, context):
+        guard.check_url(url)
+        try:
+            request = session().prepare_request(requests.Request("GET", url))
+        except (requests.exceptions.RequestException, ValueError) as exc:
+            raise BadRequest(f"The source URL {url!r} is not a valid URL: {exc}.",
+                             code="invalid_source_url") from None
+        cache = shared_cache.get_cache()
+        cache_key = CacheController.cache_url(request.url)
+        body = self._fresh(cache, request, url)
+        metrics.cache_lookup("source", body is not None)
+        if body is not None:
+            return body
+        held = ExitStack()  # the lock; a download served while it goes on takes it along
+        with held:
+            held.enter_context(cache.lock("src:" + cache_key))
+            body = self._fresh(cache, request, url)
+            if body is not None:
+                return body
+            return self._fetch(cache, request, cache_key, url, held=held)
+
+    def _fresh(self, cache, request, url):
+        """The cached body if CacheControl says it is fresh, else None."""
+        store = _SourceStore(cache)
+        try:
+            response = CacheController(store).cached_request(request)
+            if not response:
+                return None
+            handle = store.take()
+            if handle is None:
+                return None
+            return self._body(url, response.headers, handle, store.last_path, store.token)
+        finally:
+            store.close()
+
+    def _fetch(self, cache, request, cache_key, url, conditional=True, held=None):
+        store = _SourceStore(cache)
+        controller = CacheController(store)
+        try:
+            headers = controller.conditional_headers(request) if conditional else {}
+            if headers.get("If-None-Match", "").startswith(SYNTHETIC_ETAG):
+                del headers["If-None-Match"]
+            response = get(url, headers)
+            try:
+                status = response.status_code
+                if status == 304 and headers:
+                    updated = controller.update_cached_response(request, response.raw)
+                    handle = store.take()
+                    if handle is None:  # evicted meanwhile: fetch the whole body
+                        return self._fetch(cache, request, cache_key, url, conditional=False, held=held)
+                    return self._body(url, updated.headers, handle, store.last_path, store.token)
+                if status in (404, 410):
+                    raise SourceNotFound(f"The source answered {status} {response.reason}: {url}.")
+                if status not in OK_STATUSES:
+                    raise SourceError(f"The source answered {status} {response.reason}: {url}.")
+                if held is not None and _streamable(response):
+                    body = self._stream_response(cache, store, controller, request, response, cache_key, url, held)
+                    if body is not None:
+                        response = store = None  # the download thread closes them
+                        return body
+                return self._store_response(cache, store, controller, request, response, cache_key, url)
+            finally:
+                if response is not None:
+                    response.close()
+        finally:
+            if store is not None:
+                store.close()
+
+    def _stream_response(self, cache, store, controller, request, response, cache_key, url, held):
+        """Start storing the body from a background thread and serve it as it arrives; None if the
+        cache cannot take it now (nothing read: ``_store_response`` then stores or bypasses it)."""
+        raw = response.raw
+        size = int(response.headers["content-length"])
+        token = uuid.uuid4().hex
+        reader = _SourceReader(raw, settings.ISTORE_MAX_SOURCE_BYTES, url)
+        lock = held.pop_all()  # released by done(), when the body is stored (or failed)
+
+        def done(error):
+            try:
+                if error is None and reader.error is None:
+                    if "private" not in controller.parse_cache_control(raw.headers):
+                        controller.cache_response(request, raw, body=None)
+                    if not store.meta_written:
+                        cache.delete(META + cache_key)
+                        cache.touch(BODY + cache_key, expire=shared_cache.TRANSIENT_SECONDS)
+                else:
+                    cache.delete(BODY + cache_key)
+                    if reader.error is not None or not isinstance(error, shared_cache.CacheUnavailable):
+                        logger.warning("%s was served while it downloaded but broke off: %s", url,
+                                       reader.error.detail if reader.error is not None else error)
+            finally:
+                response.close()
+                store.close()
+                lock.close()
+
+        _HEURISTIC.apply(raw)
+        store.token = token
+        following = cache.put_stream_following(BODY + cache_key, reader, size=size, tag=TOKEN_TAG + token,
+                                               on_done=done)
+        if following is None:
+            held.enter_context(lock)
+            return None
+
+        def to_local():
+            try:
+                return following.wait_path()
+            except shared_cache.CacheUnavailable:
+                raise
+            except OSError:
+                raise reader.error or SourceError(f"The source {url} broke off: {following.error}.") from None
+
+        return Body(
+            **self._describe(url, raw.headers, size, token, lambda: following.head(SNIFF_BYTES)),
+            handle=following.open(),
+            opener=following.open,
+            to_local=to_local,
+        )
+
+    def _store_response(self, cache, store, controller, request, response, cache_key, url):
+        raw = response.raw
+        limit = settings.ISTORE_MAX_SOURCE_BYTES
+        length = response.headers.get("content-length", "")
+        if length.isdigit() and int(length) > limit:
+            raise _too_large(url, int(length))
+        _HEURISTIC.apply(raw)
+        token = uuid.uuid4().hex
+        store.token = token
+        reader = _SourceReader(raw, limit, url)
+        handle = cache.put_stream(BODY + cache_key, reader, tag=TOKEN_TAG + token)
+        if reader.error is not None:
+            if handle is not None:
+                handle.close()
+            cache.delete(BODY + cache_key)
+            raise reader.error
+        if handle is None:
+            raise SourceError(f"The body of {url} could not be read back from the cache.")
+        if "private" not in controller.parse_cache_control(raw.headers):
+            controller.cache_response(request, raw, body=None)
+        if not store.meta_written:
+            # Not storable (no-store, private, no validator and no freshness):
+            # served from this file once, then gone.
+            cache.delete(META + cache_key)
+            cache.touch(BODY + cache_key, expire=shared_cache.TRANSIENT_SECONDS)
+        return self._body(url, raw.headers, handle, handle.name, token)
+
+    def _body(self, url, headers, handle, path, token):
+        size = os.fstat(handle.fileno()).st_size
+        return Body(**self._describe(url, headers, size, token, lambda: read_head(path)), handle=handle, path=path)
+
+    def _describe(self, url, headers, size, token, head):
+        """What a Body of these bytes says about them; ``head()`` gives their first bytes, for sniffing."""
+        etag = headers.get("etag")
+        version = f"http:{url}\0{etag}\0{size}" if etag else f"http-body:{token}"
+        content_type = clean_type(headers.get("content-type"))
+        if content_type is None:
+            content_type = guess_type(urlsplit(url).path)
+            if content_type == FALLBACK_TYPE:
+                content_type = guess_type("", head())
+        directives = _PARSER.parse_cache_control(headers)
+        if "no-store" in directives:
+            cache_control = "no-store"
+        elif "private" in directives:
+            cache_control = "private, no-cache"
+        else:
+            cache_control = "public, no-cache"
+        return dict(
+            size=size,
+            content_type=content_type,
+            etag=digest(version),
+            version=version,
+            last_modified=_parse_date(headers.get("last-modified")),
+            cache_control=cache_control,
+        )
+

@@ -471,7 +471,7 @@ def test_small_or_encoded_sources_are_downloaded_first(api, slow_origin, monkeyp
     assert time.monotonic() - started >= 0.2, "a small body is stored whole first"
     assert content(response) == small
     # Not enough free space for the value: stored whole first (or bypassed), as before.
-    monkeypatch.setattr(shared_cache, "FOLLOW_SPARE_BYTES", 1 << 62)
+    monkeypatch.setattr(shared_cache.following, "FOLLOW_SPARE_BYTES", 1 << 62)
     url = slow_origin.add("/nospace.bin", BIG, first=1024, pause=0.2)
     assert content(api.get(register(api, f"/st/{url}"))) == BIG
     assert http_source.STREAM_MIN_BYTES == 1024 * 1024

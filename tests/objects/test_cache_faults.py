@@ -59,7 +59,7 @@ class Fault:
         for name in ("set", "touch", "delete", "evict", "expire", "clear", "get"):
             patch.setattr(diskcache.Cache, name, refuse_sql)
         if kind == "full":
-            real_write_chunk = shared_cache._write_chunk
+            real_write_chunk = shared_cache.files.write_chunk
 
             def write_chunk(out, view):
                 if not os.readlink(f"/proc/self/fd/{out.fileno()}").startswith(directory):
@@ -69,7 +69,7 @@ class Fault:
                 error.istore_written = landed
                 raise error
 
-            patch.setattr(shared_cache, "_write_chunk", write_chunk)
+            patch.setattr(shared_cache.files, "write_chunk", write_chunk)
         else:
             def inside(path):
                 try:

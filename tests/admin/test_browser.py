@@ -81,7 +81,10 @@ class Curator:
         from selenium.webdriver.support import expected_conditions
 
         page = self.driver.find_element(self.By.TAG_NAME, "html")
-        element.click()
+        # A click through the DOM, not at the element's position: thumbnails
+        # still loading move the rows, and a positional click can land beside
+        # the link (seen once in CI: no navigation, a 20 s timeout).
+        self.driver.execute_script("arguments[0].click()", element)
         self.wait.until(expected_conditions.staleness_of(page))
 
     def log_in(self, username, password):

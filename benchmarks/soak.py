@@ -11,8 +11,12 @@ Each client owns a key space (/soak/c<i>/...), so the expected state of every
 key is known exactly from the answers the client got: 200/201 means the write
 happened, a 4xx means it did not, and anything else (5xx, timeout) makes the
 key uncertain and it is left out of the check (and counted). The mix is POST
-(merge), PUT (replace), GET ?meta=1, GET of a processed image, a paged list
-and DELETE. Prints requests, errors and p50/p99 per kind, then the check.
+(merge), PUT (replace), GET ?meta=1, GET of a processed image, a paged list,
+DELETE, and uploads of PNGs of a random width to a few keys per client, read
+back as they are or through ?apply=info: every read must show the width of
+the client's last acknowledged upload (a stale read would be a replayed or
+cached answer outliving a write). Prints requests, errors and p50/p99 per
+kind, then the check.
 """
 import argparse
 import json
@@ -32,18 +36,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from store_bench import environment, free_port, start_gunicorn, stop  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-MIX = [("post", 30), ("put", 10), ("get", 25), ("processed", 10), ("list", 15), ("delete", 10)]
+MIX = [("post", 25), ("put", 10), ("get", 20), ("processed", 10), ("list", 10), ("delete", 10),
+       ("upload", 5), ("read", 10)]
 KEYS_PER_CLIENT = 40
+BLOBS_PER_CLIENT = 4
 
 
-def png_bytes():
+def png_bytes(width=200, height=150):
     from io import BytesIO
 
     from PIL import Image
 
     out = BytesIO()
-    Image.new("RGB", (200, 150), (40, 120, 200)).save(out, "PNG")
+    Image.new("RGB", (width, height), (40, 120, 200)).save(out, "PNG")
     return out.getvalue()
+
+
+def png_width(data):
+    """The width in a PNG's IHDR chunk."""
+    return int.from_bytes(data[16:20], "big") if data[:8] == b"\x89PNG\r\n\x1a\n" else None
 
 
 class Client(threading.Thread):
@@ -54,6 +65,8 @@ class Client(threading.Thread):
         self.session = requests.Session()
         self.expected = {}  # key -> metadata dict, or None when deleted
         self.uncertain = set()
+        self.blobs = {}  # blob key -> width of the PNG last uploaded there (uncertain ones removed)
+        self.stale = []  # (key, expected width, width read): a read that missed an acknowledged upload
         self.latency = defaultdict(list)
         self.statuses = defaultdict(lambda: defaultdict(int))
 
@@ -113,6 +126,31 @@ class Client(threading.Thread):
     def list(self):
         self.call("list", "GET", f"/soak/c{self.index:02d}/?limit=20")
 
+    def upload(self):
+        key = f"/soak/blobs/c{self.index:02d}/b{self.random.randrange(BLOBS_PER_CLIENT)}.png"
+        width = self.random.randrange(8, 200)
+        response, status = self.call("upload", "PUT", key, data=png_bytes(width, 8),
+                                     headers={"Content-Type": "image/png"})
+        if status in (200, 201):
+            self.blobs[key] = width
+        else:
+            self.blobs.pop(key, None)
+
+    def read(self):
+        """GET an uploaded blob, as is or through ?apply=info, and compare with
+        the last upload this client had acknowledged (it is the only writer)."""
+        if not self.blobs:
+            return
+        key = self.random.choice(sorted(self.blobs))
+        if self.random.random() < 0.5:
+            response, status = self.call("read", "GET", key)
+            width = png_width(response.content) if status == 200 else None
+        else:
+            response, status = self.call("read", "GET", key + "?apply=info")
+            width = response.json().get("width") if status == 200 else None
+        if status == 200 and width != self.blobs[key]:
+            self.stale.append((key, self.blobs[key], width))
+
 
 def check(base, clients):
     """Every acknowledged write present, nothing unacknowledged: (checked, lost, phantom, uncertain)."""
@@ -165,6 +203,7 @@ def main():
             client.join(args.minutes * 60 + 120)
         elapsed = time.monotonic() - started
         checked, lost, phantom, uncertain = check(base, clients)
+        stale = [read for client in clients for read in client.stale]
     finally:
         stop(server)
     engine = "PostgreSQL" if args.database else "SQLite"
@@ -182,10 +221,11 @@ def main():
         summary = " ".join(f"{s}:{n}" for s, n in sorted(statuses.items(), key=str))
         print(f"| {kind} | {len(times)} | {summary} | {percentile(times, .5):.1f} | {percentile(times, .99):.1f} |")
     print(f"5xx or failed requests: {server_errors}; keys checked: {checked}; lost writes: {len(lost)}; "
-          f"phantom keys: {len(phantom)}; uncertain keys skipped: {uncertain}")
-    for item in (lost + phantom)[:10]:
+          f"phantom keys: {len(phantom)}; uncertain keys skipped: {uncertain}; "
+          f"stale content reads: {len(stale)}")
+    for item in (lost + phantom + stale)[:10]:
         print("  ", item)
-    sys.exit(1 if server_errors or lost or phantom else 0)
+    sys.exit(1 if server_errors or lost or phantom or stale else 0)
 
 
 if __name__ == "__main__":

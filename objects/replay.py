@@ -50,20 +50,27 @@ def enabled():
     return settings.ISTORE_REPLAY_CACHE_BYTES > 0 and settings.ISTORE_PUBLIC_READ
 
 
-def fingerprint(key):
+def fingerprint(key, has_content=None):
     """What the content served at ``key`` is made from (its item's
     ``Item.objects.version`` and, without uploaded content, its source's
     fingerprint), or None when there is no cheap token for it: then its
-    responses are not replayed."""
+    responses are not replayed.
+
+    A caller holding the item passes ``has_content``: an item without
+    content whose source gives no token (an http source, say) then costs no
+    lookup.
+    """
     from .models import Item
 
+    source = keys.parse_key(key).source
+    token = sources.fingerprint(source) if source is not None else None
+    if has_content is False and token is None:
+        return None
     version = Item.objects.version(key)
     if version is None:
         return None
     if version[2]:  # uploaded content
         return version
-    source = keys.parse_key(key).source
-    token = sources.fingerprint(source) if source is not None else None
     return None if token is None else (version, token)
 
 
@@ -74,11 +81,7 @@ def offer(request, item, processed):
         return
     if processed and not settings.ISTORE_CACHE_DERIVATIVES:
         return
-    if not item.has_content:
-        source = keys.parse_key(item.key).source
-        if source is None or sources.fingerprint(source) is None:
-            return  # no token: spare the lookup below (an http source, say)
-    token = fingerprint(item.key)
+    token = fingerprint(item.key, item.has_content)
     if token is not None:
         request.META[OFFER] = (item.key, token, request.path, None)
 
@@ -115,7 +118,9 @@ class Entry:
 
     @property
     def size(self):
-        return len(self.body) + sum(len(name) + len(value) for name, value in self.headers) + len(self.key) + 200
+        """Bytes held, roughly: what the LRU bounds by ISTORE_REPLAY_CACHE_BYTES."""
+        overhead = 200  # the entry, its tuples and strings' own headers
+        return len(self.body) + sum(len(name) + len(value) for name, value in self.headers) + len(self.key) + overhead
 
 
 class ReplayMiddleware:

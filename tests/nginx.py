@@ -6,10 +6,8 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-
 from tests.deploy.conftest import start, stop, wait_http
-from tests.servers import ROOT, free_port
+from tests.servers import ROOT, free_port, unavailable
 
 NGINX_CONF = """
 daemon off;
@@ -77,7 +75,7 @@ def istore_behind_nginx(tmp_path, settings, cache=False, nginx_workers=1):
     nginx's proxy_cache; yields ``{"app": URL, "nginx": URL, "data": path, "env": dict}``."""
     nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
     if nginx is None:
-        pytest.skip("nginx is not installed (apt-get install nginx-light)")
+        unavailable("nginx is not installed (apt-get install nginx-light)")
     data_dir = tmp_path / "data"
     env = {key: value for key, value in os.environ.items()
            if key not in ("DATABASE_URL", "PROMETHEUS_MULTIPROC_DIR", "ISTORE_REDIS_URL", "ISTORE_STORAGE")}

@@ -1,10 +1,22 @@
 """Local HTTP servers for tests: one threaded, quiet server on 127.0.0.1, and free ports."""
+import os
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def unavailable(message):
+    """A test's tool or service is missing: skip here, fail in CI (``.ci/run``
+    sets ``CI=true`` and installs or starts all of them), so a skip can never
+    hide a failure there."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def free_port():

@@ -6,6 +6,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from objects import keys, writing
+from tests.servers import unavailable
 
 ADMIN = "/_admin/objects/item/"
 
@@ -109,11 +110,11 @@ def browser():
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
     except ImportError:
-        pytest.skip(INSTALL_HINT)
+        unavailable(INSTALL_HINT)
     binary = _find("chromium", "chromium-browser", "google-chrome")
     driver_path = _find("chromedriver")
     if not binary or not driver_path:
-        pytest.skip(INSTALL_HINT)
+        unavailable(INSTALL_HINT)
     options = webdriver.ChromeOptions()
     options.binary_location = binary
     for flag in CHROMIUM_FLAGS:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.servers import free_port
+from tests.servers import free_port, unavailable
 
 PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None) if Path("/usr/lib/postgresql").exists() \
     else None
@@ -29,10 +29,7 @@ def as_postgres(*command):
 @pytest.fixture
 def private_postgres(tmp_path_factory):
     if PG_BIN is None or shutil.which("runuser") is None or os.geteuid() != 0:
-        message = "needs PostgreSQL's server binaries and root (to run them as the postgres user)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable("needs PostgreSQL's server binaries and root (to run them as the postgres user)")
     data = Path("/tmp") / f"istore-pg-{os.getpid()}-{time.monotonic_ns()}"
     data.mkdir()
     shutil.chown(data, "postgres", "postgres")

@@ -105,13 +105,17 @@ class Origin:
         self.http.close()
 
 
+def on_loopback(settings, server):
+    """Run the local origin ``server`` for a fixture, with loopback sources allowed."""
+    settings.ISTORE_ALLOW_LOOPBACK_SOURCES = True
+    yield server
+    server.close()
+
+
 @pytest.fixture
 def origin(settings):
     """A local origin; loopback sources are allowed while it runs."""
-    settings.ISTORE_ALLOW_LOOPBACK_SOURCES = True
-    server = Origin()
-    yield server
-    server.close()
+    yield from on_loopback(settings, Origin())
 
 
 @pytest.fixture

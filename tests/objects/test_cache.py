@@ -9,7 +9,7 @@ import pytest
 from objects import cache as shared_cache
 from objects import reading
 from objects.cache import SharedCache
-from tests.objects.conftest import assert_exclusive_across_processes, content
+from tests.objects.conftest import assert_exclusive_across_processes, content, on_loopback
 from tests.servers import LocalServer
 
 BLOB = os.urandom(100 * 1024)
@@ -356,10 +356,7 @@ class SlowOrigin:
 
 @pytest.fixture
 def slow_origin(settings):
-    settings.ISTORE_ALLOW_LOOPBACK_SOURCES = True
-    server = SlowOrigin()
-    yield server
-    server.close()
+    yield from on_loopback(settings, SlowOrigin())
 
 
 def wait_cached(key_url, seconds=10):

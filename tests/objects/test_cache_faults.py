@@ -27,6 +27,7 @@ from objects import cache as shared_cache
 from objects import content as content_store
 from objects import locks
 from tests.objects.conftest import content
+from tests.servers import unavailable
 
 SQLITE_MESSAGES = {"full": "database or disk is full", "read_only": "attempt to write a readonly database"}
 ERRNOS = {"full": errno.ENOSPC, "read_only": errno.EROFS}
@@ -235,7 +236,7 @@ def small_fs(tmp_path, settings):
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mountpoint)],
                              capture_output=True, text=True)
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN): {mounted.stderr.strip()}")
+        unavailable(f"cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN): {mounted.stderr.strip()}")
     settings.ISTORE_CACHE_DIR = mountpoint / "cache"
     settings.ISTORE_CACHE_MAX_BYTES = 100 * 1024 * 1024  # more than the disk holds: the disk fills first
     shared_cache.reset()

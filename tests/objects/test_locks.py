@@ -1,6 +1,5 @@
 """Single-flight locks (objects.locks): the Redis lock against the machine's real Redis, and the fallbacks."""
 import logging
-import os
 import socket
 import threading
 import time
@@ -12,6 +11,7 @@ from objects import cache as shared_cache
 from objects import locks
 from objects.cache import SharedCache
 from tests.objects.conftest import assert_exclusive_across_processes
+from tests.servers import unavailable
 
 REDIS = ("127.0.0.1", 6379)
 REDIS_URL = f"redis://{REDIS[0]}:{REDIS[1]}/15"
@@ -29,10 +29,7 @@ def _redis_up():
 def redis_url(settings):
     """ISTORE_REDIS_URL pointing at the local Redis (database 15); skipped without it, except in CI."""
     if not _redis_up():
-        message = f"Redis is not reachable on {REDIS[0]}:{REDIS[1]} (start redis-server; CI always has it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"Redis is not reachable on {REDIS[0]}:{REDIS[1]} (start redis-server; CI always has it)")
     settings.ISTORE_REDIS_URL = REDIS_URL
     locks._down_until.clear()
     locks.reset_warnings()

@@ -18,7 +18,7 @@ from django.contrib.auth.models import User
 from PIL import Image, ImageDraw
 from rest_framework.authtoken.models import Token
 
-from tests.servers import LocalServer
+from tests.servers import LocalServer, unavailable
 
 MiB = 1024 * 1024
 
@@ -193,7 +193,7 @@ def webm(seconds=3, size="160x120"):
 def small_webm():
     data = webm()
     if data is None:
-        pytest.skip("no ffmpeg binary (imageio-ffmpeg) on this machine")
+        unavailable("no ffmpeg binary (imageio-ffmpeg) on this machine")
     return data
 
 

@@ -13,8 +13,8 @@ on istore's origin.
 
 Which types run script was checked in headless Chromium with nosniff (see
 docs/security.md): besides the types above, ``text/xsl`` and any comma list
-whose last entry is such a type (``text/plain,text/html``) do. Those are the
-strict xfail tests at the end, until responses.py sandboxes them.
+whose last entry is such a type (``text/plain,text/html``) do; responses.py
+sandboxes them too, and the tests at the end check it.
 """
 import pytest
 

@@ -22,6 +22,7 @@ from PIL import Image
 from objects.models import Item
 from tests.security import conftest as media
 from tests.security.conftest import MemoryWatch, MiB, payload
+from tests.servers import unavailable
 
 WORKER_CAP = 500 * MiB
 WORKER_BASELINE = 66 * MiB  # gunicorn worker after start-up, see the module docstring
@@ -242,7 +243,7 @@ def test_largest_allowed_source_stays_within_the_worker_budget(api, settings, la
     check_safe(response, body, settings, elapsed, limit=10.0)
     assert response.status_code == 200
     if watch.growth is None:
-        pytest.skip("peak RSS cannot be reset here (/proc/self/clear_refs)")
+        unavailable("peak RSS cannot be reset here (/proc/self/clear_refs)")
     assert watch.growth < GROWTH_BUDGET, f"{query} grew the worker by {watch.growth / MiB:.0f} MiB"
     assert_worker_survives(api)
 
@@ -255,7 +256,7 @@ def test_filters_on_the_largest_allowed_source_stay_within_the_worker_budget(api
         response, body, elapsed = get(api, largest_allowed_png, query)
     check_safe(response, body, settings, elapsed, limit=10.0)
     if watch.growth is None:
-        pytest.skip("peak RSS cannot be reset here (/proc/self/clear_refs)")
+        unavailable("peak RSS cannot be reset here (/proc/self/clear_refs)")
     assert watch.growth < GROWTH_BUDGET, f"{query} grew the worker by {watch.growth / MiB:.0f} MiB"
 
 
@@ -307,7 +308,7 @@ def oversized_video():
 
     binary = media.ffmpeg_exe()
     if binary is None:
-        pytest.skip("no ffmpeg binary (imageio-ffmpeg) on this machine")
+        unavailable("no ffmpeg binary (imageio-ffmpeg) on this machine")
     with tempfile.TemporaryDirectory() as temp:
         path = os.path.join(temp, "big.avi")
         subprocess.run([binary, "-y", "-loglevel", "error", "-f", "lavfi", "-i", "color=c=red:s=1280x1024:r=1:d=2",

@@ -7,9 +7,11 @@ import logging
 import time
 
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
 from django.utils.module_loading import import_string
 
 from . import metrics
+from .responses import error
 
 logger = logging.getLogger("istore.requests")
 
@@ -60,7 +62,13 @@ class AllowedHostsMiddleware:
 
     def __call__(self, request):
         if request.path_info not in self.PROBES:
-            request.get_host()  # raises DisallowedHost, which Django answers with handler400
+            try:
+                request.get_host()
+            except DisallowedHost:
+                # Answered here, not by handler400: with DEBUG on Django would
+                # send its HTML debug page instead.
+                return error(400, "disallowed_host",
+                             "The Host header names no host this istore answers for (ALLOWED_HOSTS).")
         return self.get_response(request)
 
 

@@ -5,7 +5,6 @@ call the plain functions that do the work (writing, listing, reading, verbs).
 import logging
 from urllib.parse import quote
 
-from django.core.exceptions import DisallowedHost
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
 from django.http import HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -164,9 +163,6 @@ def server_error(request):
 
 
 def bad_request(request, exception=None):
-    if isinstance(exception, DisallowedHost):
-        return error(400, "disallowed_host", "The Host header names no host this istore answers for "
-                     "(ALLOWED_HOSTS).")
     return error(400, "bad_request", "The request could not be understood.")
 
 

@@ -73,8 +73,10 @@ def test_django_error_handlers_are_json(rf, handler, status):
     assert_json_error(getattr(views, handler)(rf.get("/_admin/x")), status)
 
 
+@pytest.mark.parametrize("debug", [False, True])
 @pytest.mark.parametrize("path", ["/some/key", "/some/dir/", "/some/key?meta=1", "/_schema/"])
-def test_host_outside_allowed_hosts_is_400_json(api, path):
+def test_host_outside_allowed_hosts_is_400_json(api, settings, path, debug):
+    settings.DEBUG = debug  # make run serves with DEBUG on
     response = api.client.get(path, HTTP_HOST="evil.example")
     assert response.status_code == 400, f"Host: evil.example on {path} gave {response.status_code}"
     assert response.json()["error"] == "disallowed_host", response.content

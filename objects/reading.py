@@ -51,6 +51,8 @@ def serve(request, item):
     replay.offer(request, item, processed="apply" in request.GET)
     body = read(item.key, request.GET, 0, item=item)
     try:
+        if body.recipe is not None:
+            replay.recompute_with(request, body.recipe)
         accel = _accel_location(request, body)
         response = responses.content_response(
             request,
@@ -188,7 +190,10 @@ def _apply(operation, body, owner):
     """The processed Body: from the derivative cache, or computed once and cached."""
     if not settings.ISTORE_CACHE_DERIVATIVES:
         content_type, data = _compute(operation, body, None)
-        return _derived(body, operation, shared_cache.Derivative(content_type, data=data))
+        derived = _derived(body, operation, shared_cache.Derivative(content_type, data=data))
+        if body.path is not None:
+            derived.recipe = replay.Recipe.of(operation, body.path, body.content_type)
+        return derived
     cache = shared_cache.get_cache()
     key = cache.derivative_key(body.version, operation.cache_key)
     hit = cache.get_derivative(key, owner)

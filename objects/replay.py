@@ -25,12 +25,16 @@ answer is replayed while the cache file it names exists. Entries live in a bound
 (cachetools) of ``ISTORE_REPLAY_CACHE_BYTES`` per process; bodies over
 ``ISTORE_REPLAY_MAX_BODY_BYTES`` are not kept. Anything unexpected (the
 database going away) falls through to Django, which answers as it would have.
+
+With ``ISTORE_CACHE_DERIVATIVES=false`` a processed result is not kept but
+made again: the entry holds Django's headers and a ``Recipe`` (the operation
+and the source file it ran on), and each replay runs the operation anew.
 """
 import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from cachetools import LRUCache
 from django.conf import settings
@@ -74,16 +78,27 @@ def fingerprint(key, has_content=None):
     return None if token is None else (version, token)
 
 
+@dataclass
+class Offer:
+    """A response being made that may be replayed (``request.META[OFFER]``)."""
+
+    key: str
+    fingerprint: tuple
+    path: str
+    recomputed: bool  # a processed result that is not cached: replayable with a recipe only
+    file: str = None
+    recipe: "Recipe" = None
+
+
 def offer(request, item, processed):
     """Mark the response ``reading.serve`` is making for ``item`` as replayable
     when the request allows it; call before reading its bytes."""
     if not enabled() or not _replayable(request.META):
         return
-    if processed and not settings.ISTORE_CACHE_DERIVATIVES:
-        return
     token = fingerprint(item.key, item.has_content)
     if token is not None:
-        request.META[OFFER] = (item.key, token, request.path, None)
+        recomputed = processed and not settings.ISTORE_CACHE_DERIVATIVES
+        request.META[OFFER] = Offer(item.key, token, request.path, recomputed)
 
 
 def handed_to_nginx(request, path):
@@ -93,7 +108,46 @@ def handed_to_nginx(request, path):
     enough."""
     offered = request.META.get(OFFER)
     if offered is not None:
-        request.META[OFFER] = offered[:3] + (path,)
+        offered.file = path
+
+
+def recompute_with(request, recipe):
+    """Note how the uncached processed result being offered is made again."""
+    offered = request.META.get(OFFER)
+    if offered is not None:
+        offered.recipe = recipe
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """An operation on a local source file, and the identity of that file
+    (device, inode, mtime, size) when the result was made.
+
+    With ``ISTORE_CACHE_DERIVATIVES=false`` a replay of a processed result
+    keeps Django's headers and runs the operation again: the pixels are
+    computed on every request, as the setting asks; only the request cycle
+    (routing, lookup, access, validation, headers) is skipped.
+    """
+
+    operation: object
+    path: str
+    content_type: str
+    identity: tuple
+
+    @classmethod
+    def of(cls, operation, path, content_type):
+        return cls(operation, path, content_type, _identity(os.stat(path)))
+
+    def run(self):
+        """The result's bytes, or None when the file is no longer the one recorded."""
+        if _identity(os.stat(self.path)) != self.identity:
+            return None
+        with metrics.processing_timer(self.operation.name):
+            return self.operation.run(self.path, self.content_type).data
+
+
+def _identity(info):
+    return info.st_dev, info.st_ino, info.st_mtime_ns, info.st_size
 
 
 def _replayable(environ):
@@ -115,6 +169,7 @@ class Entry:
     headers: list
     body: bytes
     file: str = None  # the cache file nginx sends, for X-Accel-Redirect answers
+    recipe: Recipe = None  # makes the body again, which is then not kept
 
     @property
     def size(self):
@@ -140,23 +195,34 @@ class ReplayMiddleware:
             entry = self.entries.get(request_key)
         if entry is not None:
             started = time.perf_counter()
-            if self._current(entry):
-                start_response(entry.status, entry.headers)
+            answer = self._answer(entry)
+            if answer is not None:
+                headers, body = answer
+                start_response(entry.status, headers)
                 metrics.cache_lookup("replay", True)
-                log_request(environ, entry.path, 200, time.perf_counter() - started, str(len(entry.body)))
-                return [entry.body]
+                log_request(environ, entry.path, 200, time.perf_counter() - started, str(len(body)))
+                return [body]
             with self.lock:
                 self.entries.pop(request_key, None)
         return self._record(request_key, environ, start_response)
 
-    def _current(self, entry):
+    def _answer(self, entry):
+        """(headers, body) of the replay of ``entry``, or None when it is stale."""
         try:
             if entry.file is not None and not os.path.exists(entry.file):
-                return False
-            return fingerprint(entry.key) == entry.fingerprint
+                return None
+            if fingerprint(entry.key) != entry.fingerprint:
+                return None
+            if entry.recipe is None:
+                return entry.headers, entry.body
+            body = entry.recipe.run()
+            if body is None:
+                return None
+            return [(name, str(len(body)) if name.lower() == "content-length" else value)
+                    for name, value in entry.headers], body
         except Exception:  # noqa: BLE001 - Django answers, and reports, whatever this was
-            logger.debug("replay check failed for %r; Django answers", entry.key, exc_info=True)
-            return False
+            logger.debug("replay failed for %r; Django answers", entry.key, exc_info=True)
+            return None
 
     def _record(self, request_key, environ, start_response):
         answer = {}
@@ -171,13 +237,19 @@ class ReplayMiddleware:
             return result
         names = {name.lower(): value for name, value in answer["headers"]}
         length = names.get("content-length", "")
-        key, token, path, file = offered
-        if ("vary" in names or "set-cookie" in names or ("x-accel-redirect" in names and file is None)
-                or not length.isdigit()
-                or int(length) > settings.ISTORE_REPLAY_MAX_BODY_BYTES):
+        if ("vary" in names or "set-cookie" in names or ("x-accel-redirect" in names and offered.file is None)
+                or not length.isdigit()):
             return result
-        return _Recording(result, lambda body: self._store(request_key, Entry(
-            key, token, path, answer["status"], list(answer["headers"]), body, file)), int(length))
+        entry = Entry(offered.key, offered.fingerprint, offered.path, answer["status"], list(answer["headers"]),
+                      b"", offered.file, offered.recipe)
+        if offered.recomputed:
+            if offered.recipe is not None:
+                self._store(request_key, entry)
+            return result
+        if int(length) > settings.ISTORE_REPLAY_MAX_BODY_BYTES:
+            return result
+        return _Recording(result, lambda body: self._store(request_key, replace(entry, body=body)),
+                          int(length))
 
     def _store(self, request_key, entry):
         with self.lock:

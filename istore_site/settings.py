@@ -241,6 +241,14 @@ ISTORE_REPLAY_MAX_BODY_BYTES = env_int("ISTORE_REPLAY_MAX_BODY_BYTES", 512 * 102
 ISTORE_MAX_SOURCE_BYTES = env_int("ISTORE_MAX_SOURCE_BYTES", 5 * GiB)
 ISTORE_MAX_SOURCE_PIXELS = env_int("ISTORE_MAX_SOURCE_PIXELS", 50_000_000)
 ISTORE_MAX_OUTPUT_PIXELS = env_int("ISTORE_MAX_OUTPUT_PIXELS", 50_000_000)
+# Pillow's block allocator (processing/apps.py): freed image memory kept per
+# worker for the next image, so each request does not page it in anew.
+ISTORE_PILLOW_BLOCKS_MAX = env_int("ISTORE_PILLOW_BLOCKS_MAX", 16)
+ISTORE_PILLOW_BLOCK_SIZE = env_int("ISTORE_PILLOW_BLOCK_SIZE", 1 * MiB)
+if ISTORE_PILLOW_BLOCKS_MAX < 0:
+    raise ImproperlyConfigured("ISTORE_PILLOW_BLOCKS_MAX must be 0 or more")
+if ISTORE_PILLOW_BLOCK_SIZE <= 0 or ISTORE_PILLOW_BLOCK_SIZE % 4096:
+    raise ImproperlyConfigured("ISTORE_PILLOW_BLOCK_SIZE must be a positive multiple of 4096")
 ISTORE_MAX_METADATA_BYTES = env_int("ISTORE_MAX_METADATA_BYTES", 1 * MiB)
 ISTORE_MAX_UPLOAD_BYTES = env_int("ISTORE_MAX_UPLOAD_BYTES", 5 * GiB)
 ISTORE_MAX_SELF_DEPTH = env_int("ISTORE_MAX_SELF_DEPTH", 8)

@@ -10,6 +10,7 @@ import os
 import resource
 import struct
 import subprocess
+import sys
 import tempfile
 import zlib
 
@@ -231,9 +232,38 @@ def peak_rss_bytes():
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def children_peak_rss_bytes():
-    """Largest peak RSS of any waited-for child process (ffmpeg runs as one)."""
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+# Runs one ffmpeg and appends its peak RSS (KiB) to the file argv[1]. A small
+# process of its own is needed: a child spawned from pytest itself reports
+# pytest's own peak (vfork shares the parent's memory until exec).
+_MEASURED_RUN = """
+import resource, subprocess, sys
+done = subprocess.run(sys.argv[2:])
+with open(sys.argv[1], "a") as report:
+    report.write(f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}\\n")
+sys.exit(done.returncode if done.returncode >= 0 else 128 - done.returncode)
+"""
+
+
+@pytest.fixture
+def ffmpeg_peak_rss(monkeypatch, tmp_path):
+    """Every ffmpeg run by istore during the test is measured; call for the
+    largest peak RSS (bytes) of any of them."""
+    from processing.video import runner
+
+    report = tmp_path / "ffmpeg-peaks"
+    original = runner._run
+
+    def measured(args, deadline):
+        return original([sys.executable, "-c", _MEASURED_RUN, str(report), *args], deadline)
+
+    monkeypatch.setattr(runner, "_run", measured)
+
+    def peak():
+        lines = report.read_text().split() if report.exists() else []
+        assert lines, "no ffmpeg ran"
+        return max(int(line) for line in lines) * 1024
+
+    return peak
 
 
 class MemoryWatch:

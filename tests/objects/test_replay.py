@@ -190,6 +190,18 @@ def test_replay_can_be_turned_off(start_server):
     assert server.replays() == 0, "ISTORE_REPLAY_CACHE_BYTES=0 must turn replay off"
 
 
+def test_replay_memory_is_bounded(start_server):
+    """Each entry is counted with Python's per-object overhead, so a budget of
+    4,000 bytes holds one small answer, not several."""
+    server = start_server(ISTORE_REPLAY_CACHE_BYTES="4000")
+    key = server.file_key()
+    primed(server, key, "apply=resize&w=10")
+    primed(server, key, "apply=resize&w=12")
+    before = server.replays()
+    server.get(key, "apply=resize&w=10")
+    assert server.replays() == before, "an entry past ISTORE_REPLAY_CACHE_BYTES was kept"
+
+
 @pytest.fixture
 def uncached(start_server):
     return start_server(ISTORE_CACHE_DERIVATIVES="false")

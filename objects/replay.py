@@ -136,7 +136,11 @@ class Recipe:
 
     @classmethod
     def of(cls, operation, path, content_type):
-        return cls(operation, path, content_type, _identity(os.stat(path)))
+        """The recipe of ``operation`` run on the file ``path`` as it is now; None when it is gone."""
+        try:
+            return cls(operation, path, content_type, _identity(os.stat(path)))
+        except OSError:
+            return None
 
     def run(self):
         """The result's bytes, or None when the file is no longer the one recorded."""

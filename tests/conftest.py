@@ -12,7 +12,7 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from .servers import ROOT, free_port
+from .servers import ROOT, free_port, manage
 
 SAFE = "/:@!$&'()*+,;=~"
 
@@ -122,7 +122,7 @@ def gunicorn():
         env = {**os.environ, "DJANGO_DEBUG": "false", "SECRET_KEY": "faults-" + "x" * 44,
                "ISTORE_ALLOW_ANONYMOUS_WRITES": "true", "ISTORE_ACCESS_LOG": "/dev/null", **env}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120)
+        manage("migrate", "-v0", env=env)
         port = free_port()
         process = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "istore_site.wsgi", "-c",
                                     "gunicorn.conf.py", "-w", str(workers), "--bind", f"127.0.0.1:{port}"],

@@ -1,13 +1,12 @@
 """istore under gunicorn (its own SQLite) behind a real nginx, configured as docs/deploy.md says."""
 import os
 import shutil
-import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
 
 from tests.deploy.conftest import start, stop, wait_http
-from tests.servers import ROOT, free_port, unavailable
+from tests.servers import free_port, manage, unavailable
 
 NGINX_CONF = """
 daemon off;
@@ -88,8 +87,7 @@ def istore_behind_nginx(tmp_path, settings, cache=False, nginx_workers=1):
         "ISTORE_ACCESS_LOG": "/dev/null",
         **settings,
     })
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True,
-                   timeout=300)
+    manage("migrate", "--noinput", "-v0", env=env)
     log = open(tmp_path / "servers.log", "ab")
     app_port, port = free_port(), free_port()
     app = start([str(Path(sys.executable).parent / "gunicorn"), "istore_site.wsgi", "-c", "gunicorn.conf.py",

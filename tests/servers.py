@@ -1,6 +1,8 @@
 """Local HTTP servers for tests: one threaded, quiet server on 127.0.0.1, and free ports."""
 import os
 import socket
+import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -17,6 +19,17 @@ def unavailable(message):
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)
+
+
+def manage(*args, env, check=True, timeout=300):
+    """Run ``manage.py ARGS`` with ``env`` as its whole environment, as an
+    operator would; the CompletedProcess, its output captured as text. With
+    ``check``, a failure fails the test with the command's error output."""
+    done = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    if check and done.returncode != 0:
+        pytest.fail(f"manage.py {' '.join(args)} exited {done.returncode}: {done.stderr[-2000:]}")
+    return done
 
 
 def free_port():

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.servers import ROOT, free_port, unavailable
+from tests.servers import ROOT, free_port, manage, unavailable
 
 BIN = Path(sys.executable).parent
 PG = dict(host="127.0.0.1", port=5432, user="postgres", dbname="test")
@@ -105,19 +105,16 @@ def shared_services():
         shutil.rmtree(work, ignore_errors=True)
 
 
-def manage(env, *args):
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True,
-                          capture_output=True, text=True, timeout=300).stdout
-
-
 @pytest.fixture(scope="session")
 def two_hosts(shared_services):
     """Two istore hosts and a token valid on both."""
     env, work = shared_services["env"], shared_services["work"]
-    manage({**env, "ISTORE_DATA_DIR": str(work / "setup")}, "migrate", "--noinput", "-v0")
-    token = manage({**env, "ISTORE_DATA_DIR": str(work / "setup")}, "shell", "-c",
+    setup_env = {**env, "ISTORE_DATA_DIR": str(work / "setup")}
+    manage("migrate", "--noinput", "-v0", env=setup_env)
+    token = manage("shell", "-c",
                    "from django.contrib.auth.models import User; from rest_framework.authtoken.models import Token;"
-                   "u = User.objects.create_user('ops'); print(Token.objects.create(user=u).key)").split()[-1]
+                   "u = User.objects.create_user('ops'); print(Token.objects.create(user=u).key)",
+                   env=setup_env).stdout.split()[-1]
     hosts, processes = [], []
     try:
         for name in ("a", "b"):

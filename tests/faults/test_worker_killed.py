@@ -6,15 +6,13 @@ and the blob left behind (if any) is removed by ``cleanup_content``.
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.servers import ROOT
+from tests.servers import manage
 
 
 @pytest.fixture
@@ -50,8 +48,7 @@ def test_worker_killed_mid_upload_leaves_the_previous_content(server):
             time.sleep(0.1)
     assert response.status_code == 200
     assert response.content == b"version one", "an interrupted upload must leave the previous content"
-    cleanup = subprocess.run([sys.executable, "manage.py", "cleanup_content", "--older-than", "1"], cwd=ROOT,
-                             env=server["env"], capture_output=True, text=True, timeout=120)
+    cleanup = manage("cleanup_content", "--older-than", "1", env=server["env"], check=False)
     assert cleanup.returncode == 0, cleanup.stderr
     blobs = [p for p in (server["data"] / "content").rglob("*") if p.is_file()]
     assert len(blobs) == 1, f"only the live blob may remain after cleanup_content: {blobs}"

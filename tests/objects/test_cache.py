@@ -10,7 +10,7 @@ from objects import cache as shared_cache
 from objects import reading
 from objects.cache import SharedCache
 from tests.objects.conftest import assert_exclusive_across_processes, content, on_loopback
-from tests.servers import LocalServer
+from tests.servers import LocalServer, manage
 
 BLOB = os.urandom(100 * 1024)
 
@@ -302,16 +302,10 @@ def test_prune_cache_rejects_a_bad_size(db):
 
 def test_prune_cache_runs_as_a_command(tmp_path):
     """The real command line, as an operator runs it."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "DJANGO_DEBUG": "true", "ISTORE_DATA_DIR": str(tmp_path),
            "ISTORE_CACHE_DIR": str(tmp_path / "cache")}
     SharedCache(tmp_path / "cache", 10**8).set_value("k", b"v" * 50000)
-    result = subprocess.run([sys.executable, "manage.py", "prune_cache", "--all"], cwd=root, env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = manage("prune_cache", "--all", env=env, check=False)
     assert result.returncode == 0, result.stderr
     assert "emptied: freed" in result.stdout and "1 entry" in result.stdout
 

@@ -9,14 +9,12 @@ import os
 import re
 from pathlib import Path
 from urllib.parse import unquote
-import subprocess
-import sys
 
 import pytest
 import requests
 from PIL import Image
 
-from tests.servers import ROOT
+from tests.servers import manage
 
 RESIZE = "apply=resize&w=10"
 
@@ -254,11 +252,10 @@ def test_sources_are_replayed_with_derivatives_uncached(uncached):
 def test_private_store_checks_every_read(start_server):
     server = start_server(ISTORE_PUBLIC_READ="false")
     key = server.file_key()
-    token = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c",
-         "from django.contrib.auth.models import User; from rest_framework.authtoken.models import Token; "
-         "print(Token.objects.create(user=User.objects.create_user('reader')).key)"],
-        cwd=ROOT, env=server.env, capture_output=True, text=True, check=True).stdout.split()[-1]
+    token = manage("shell", "-c",
+                   "from django.contrib.auth.models import User; from rest_framework.authtoken.models import Token; "
+                   "print(Token.objects.create(user=User.objects.create_user('reader')).key)",
+                   env=server.env).stdout.split()[-1]
     for _ in range(3):
         assert server.get(key, RESIZE, Authorization=f"Token {token}").status_code == 200
     assert server.get(key, RESIZE).status_code == 401, "a read without a token was answered from replay"

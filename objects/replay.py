@@ -40,6 +40,7 @@ from cachetools import LRUCache
 from django.conf import settings
 
 from . import keys, metrics, sources
+from .sources.base import file_identity
 from .middleware import log_request
 
 logger = logging.getLogger(__name__)
@@ -138,20 +139,16 @@ class Recipe:
     def of(cls, operation, path, content_type):
         """The recipe of ``operation`` run on the file ``path`` as it is now; None when it is gone."""
         try:
-            return cls(operation, path, content_type, _identity(os.stat(path)))
+            return cls(operation, path, content_type, file_identity(os.stat(path)))
         except OSError:
             return None
 
     def run(self):
         """The result's bytes, or None when the file is no longer the one recorded."""
-        if _identity(os.stat(self.path)) != self.identity:
+        if file_identity(os.stat(self.path)) != self.identity:
             return None
         with metrics.processing_timer(self.operation.name):
             return self.operation.run(self.path, self.content_type).data
-
-
-def _identity(info):
-    return info.st_dev, info.st_ino, info.st_mtime_ns, info.st_size
 
 
 def _replayable(environ):

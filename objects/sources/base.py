@@ -59,6 +59,12 @@ def clean_type(value):
     return None
 
 
+def file_identity(info):
+    """What makes a file the same file (a ``stat`` result): replaced, rewritten
+    or swapped for another, one of these changes."""
+    return info.st_dev, info.st_ino, info.st_mtime_ns, info.st_size
+
+
 def read_head(path):
     try:
         with open(path, "rb") as handle:

@@ -26,7 +26,7 @@ from django.conf import settings
 
 from istore_site.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge
 
-from .base import Body, Resolver, digest, guess_type
+from .base import Body, Resolver, digest, file_identity, guess_type
 
 PREFIX = "file://"
 
@@ -96,7 +96,7 @@ class FileResolver(Resolver):
             info = os.stat(local_path(url))
         except (OSError, ValueError, BadRequest, Forbidden):
             return None
-        return ("file", info.st_dev, info.st_ino, info.st_mtime_ns, info.st_size)
+        return ("file", *file_identity(info))
 
     def open(self, url, context):
         allowed = roots()

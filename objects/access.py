@@ -12,7 +12,7 @@ from django.conf import settings
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
-from istore_site.errors import ApiError
+from .errors import ApiError
 
 WRITE_METHODS = ("POST", "PUT", "DELETE", "PATCH")
 

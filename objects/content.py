@@ -18,7 +18,7 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import TemporaryUploadedFile
 
-from istore_site.errors import BadRequest, PayloadTooLarge
+from .errors import BadRequest, PayloadTooLarge
 
 CHUNK = 256 * 1024
 FALLBACK_TYPE = "application/octet-stream"

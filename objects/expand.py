@@ -12,7 +12,7 @@ order; fetching a frame key reads the frame through ``self://``.
 import math
 import numbers
 
-from istore_site.errors import BadRequest
+from .errors import BadRequest, translated
 
 from . import cache, keys, reading, writing
 from .verbs import verb
@@ -53,7 +53,7 @@ def video_duration(video):
     body = reading.read(video)
     try:
         # probe answers 415 for anything that is not a video container.
-        with body.local_file(cache.get_cache().tmp_dir) as path:
+        with body.local_file(cache.get_cache().tmp_dir) as path, translated():
             return ffmpeg.probe(path)["duration"]
     finally:
         body.close()

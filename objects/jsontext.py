@@ -10,7 +10,7 @@ on passes through ``check`` first, so all of these are a 400, never a 500.
 import json
 import math
 
-from istore_site.errors import BadRequest
+from .errors import BadRequest
 
 MAX_DEPTH = 64
 

@@ -10,7 +10,7 @@ import unicodedata
 from dataclasses import dataclass
 from urllib.parse import unquote, unquote_to_bytes, urlsplit
 
-from istore_site.errors import BadRequest
+from .errors import BadRequest
 
 MAX_KEY_BYTES = 4096
 VERBS = ("_search", "_create_index", "_expand")

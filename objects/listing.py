@@ -11,7 +11,7 @@ millions of deeper keys costs one query per child.
 import json
 from urllib.parse import urlencode, quote
 
-from istore_site.errors import BadRequest
+from .errors import BadRequest
 
 from . import keys
 from .models import RENDERED_FIELDS, Item

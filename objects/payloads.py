@@ -14,7 +14,7 @@ from django.core.files.uploadhandler import FileUploadHandler
 from django.http import QueryDict
 from django.http.multipartparser import MultiPartParserError
 
-from istore_site.errors import ApiError, BadRequest, PayloadTooLarge
+from .errors import ApiError, BadRequest, PayloadTooLarge
 
 from . import content, jsontext
 from .writing import InvalidMetadata

@@ -31,7 +31,7 @@ from urllib.parse import quote
 from django.conf import settings
 from django.http import QueryDict
 
-from istore_site.errors import ApiError, NotFound
+from .errors import ApiError, NotFound, translated
 
 from . import cache as shared_cache
 from . import content, keys, metrics, replay, responses, sources
@@ -142,7 +142,8 @@ def _parse_operation(query):
             raise ApiError("Image processing is not available in this build.", status=501,
                            code="not_implemented") from None
         return None
-    return parse_operation(query)
+    with translated():
+        return parse_operation(query)
 
 
 def _open(key, item, depth, chain):
@@ -208,7 +209,7 @@ def _apply(operation, body, owner):
 
 
 def _compute(operation, body, tmp_dir):
-    with _local_file(body, tmp_dir) as path, metrics.processing_timer(operation.name):
+    with _local_file(body, tmp_dir) as path, metrics.processing_timer(operation.name), translated():
         result = operation.run(path, body.content_type)
     return result.content_type, result.data
 

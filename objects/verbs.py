@@ -6,7 +6,7 @@ as a form). Each verb is a function ``(body: dict, directory: str) ->
 (status, data)`` registered in VERBS; it raises ApiError for bad input.
 """
 
-from istore_site.errors import ApiError, BadRequest
+from .errors import ApiError, BadRequest
 
 from . import access, jsontext
 from .responses import error, error_response, json_response

@@ -9,7 +9,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from django.http import HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from istore_site.errors import ApiError, BadRequest, NotFound
+from .errors import ApiError, BadRequest, NotFound
 
 from . import access, content, keys, listing, payloads, reading, verbs, writing
 from .models import Item

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from istore_site.errors import BadRequest, NotFound
+from .errors import BadRequest, NotFound
 
 from . import content as content_store
 from . import jsontext, keys, signals

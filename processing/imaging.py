@@ -22,7 +22,7 @@ import io
 from django.conf import settings
 from PIL import Image, ImageCms, UnidentifiedImageError
 
-from istore_site.errors import BadRequest, PayloadTooLarge, UnsupportedMedia
+from .errors import BadParameter, TooLarge, UnsupportedInput
 
 # Pillow plugins we accept as input.  Restricting them keeps risky or exotic
 # decoders (EPS runs Ghostscript, PSD, FITS, ...) away from untrusted bytes.
@@ -80,8 +80,8 @@ def content_type(pillow_format):
 def open_image(source):
     """Open ``source`` (a path or binary file object), reading the header only.
 
-    Raises ``UnsupportedMedia`` when it is not an image of ``INPUT_FORMATS`` and
-    ``PayloadTooLarge`` when its declared size exceeds ISTORE_MAX_SOURCE_PIXELS.
+    Raises ``UnsupportedInput`` when it is not an image of ``INPUT_FORMATS`` and
+    ``TooLarge`` when its declared size exceeds ISTORE_MAX_SOURCE_PIXELS.
     The caller should close the image (``with open_image(p) as im``).
     """
     limit = settings.ISTORE_MAX_SOURCE_PIXELS
@@ -92,21 +92,21 @@ def open_image(source):
     try:
         im = Image.open(source, formats=INPUT_FORMATS)
     except Image.DecompressionBombError:
-        raise PayloadTooLarge(f"the source image has more than {limit} pixels; "
+        raise TooLarge(f"the source image has more than {limit} pixels; "
                               f"this server processes images of at most {limit} pixels") from None
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise  # the caller's local file is missing: a bug upstream, not the user's input
     except Exception as err:  # any parser failure on untrusted bytes is "not an image"
         # UnidentifiedImageError's text names our local temp file: say nothing more than the type.
         why = "" if isinstance(err, UnidentifiedImageError) else f": {_short(err)}"
-        raise UnsupportedMedia("the source is not an image this server can read (expected "
+        raise UnsupportedInput("the source is not an image this server can read (expected "
                                f"{', '.join(f.lower() for f in INPUT_FORMATS)}){why}") from None
     width, height = im.size
     if width * height > limit or width <= 0 or height <= 0:
         im.close()
         if width <= 0 or height <= 0:
-            raise UnsupportedMedia(f"the source image declares an empty size {width}x{height}")
-        raise PayloadTooLarge(f"the source image is {width}x{height} = {width * height} pixels, more than "
+            raise UnsupportedInput(f"the source image declares an empty size {width}x{height}")
+        raise TooLarge(f"the source image is {width}x{height} = {width * height} pixels, more than "
                               f"the limit of {limit}; use a smaller source")
     return im
 
@@ -121,9 +121,9 @@ def load(im):
     try:
         im.load()
     except Image.DecompressionBombError:
-        raise PayloadTooLarge("the source image decodes to more pixels than allowed") from None
+        raise TooLarge("the source image decodes to more pixels than allowed") from None
     except Exception as err:  # decoders raise OSError, SyntaxError, ValueError, EOFError, struct.error...
-        raise UnsupportedMedia(f"the source image is corrupt or truncated: {_short(err)}") from None
+        raise UnsupportedInput(f"the source image is corrupt or truncated: {_short(err)}") from None
     return im
 
 
@@ -183,10 +183,10 @@ def draft(im, orient, size):
 
 
 def check_output_size(width, height):
-    """BadRequest when an output of width x height exceeds ISTORE_MAX_OUTPUT_PIXELS."""
+    """BadParameter when an output of width x height exceeds ISTORE_MAX_OUTPUT_PIXELS."""
     limit = settings.ISTORE_MAX_OUTPUT_PIXELS
     if width * height > limit:
-        raise BadRequest(f"the output would be {width}x{height} = {width * height} pixels, more than the "
+        raise BadParameter(f"the output would be {width}x{height} = {width * height} pixels, more than the "
                          f"limit of {limit}; ask for a smaller size")
 
 
@@ -292,6 +292,6 @@ def encode(im, fmt, quality=None, icc_profile=None):
     try:
         im.save(out, fmt, **options)
     except Exception as err:  # an encoder refusing our pixels is our bug, but must not be a bare 500
-        raise UnsupportedMedia(f"cannot write this image as {fmt.lower()}: {_short(err)}; "
+        raise UnsupportedInput(f"cannot write this image as {fmt.lower()}: {_short(err)}; "
                                "try another format=") from None
     return out.getvalue()

@@ -31,7 +31,7 @@ import numpy as np
 from django.conf import settings
 from PIL import Image, ImageDraw, ImageFilter
 
-from istore_site.errors import BadRequest, ServiceUnavailable, UnsupportedMedia
+from .errors import BadParameter, ToolUnavailable, UnsupportedInput
 from processing import imaging
 from processing.params import Choice, Float, Int, Less, MaxProduct, Rects, canonical_params, getlist
 from processing.params import parse_params
@@ -124,7 +124,7 @@ class Operation:
         """Apply the operation to the source in local file ``path``; returns a ``Result``.
 
         ``content_type`` is the source's declared type (may be generic); it
-        only steers ``info`` towards video probing.  Raises only ApiErrors.
+        only steers ``info`` towards video probing.  Raises only ``processing.errors``.
         """
         if self.spec.kind == "info":
             return _info(path, content_type or "")
@@ -172,20 +172,20 @@ def parse_operation(query):
     """Parse and validate ``?apply=`` and its parameters from ``query``; None when there is no ``apply``.
 
     ``query`` is a Django QueryDict or any mapping with ``get``/``getlist``.
-    Raises ``BadRequest`` naming the offending parameter.
+    Raises ``BadParameter`` naming the offending parameter.
     """
     names = getlist(query, "apply")
     if not names:
         return None
     if len(names) > 1:
-        raise BadRequest(f"apply is given {len(names)} times; one operation per request "
+        raise BadParameter(f"apply is given {len(names)} times; one operation per request "
                          "(chain operations by nesting self sources)")
     name = names[0]
     spec = REGISTRY.get(name)
     if spec is None:
         close = [n for n in REGISTRY if n.lower() == name.lower()]
         hint = f" (did you mean {close[0]}?)" if close else ""
-        raise BadRequest(f"apply={name[:40]!r} is not an operation{hint}; use one of: {', '.join(REGISTRY)}")
+        raise BadParameter(f"apply={name[:40]!r} is not an operation{hint}; use one of: {', '.join(REGISTRY)}")
     values = parse_params(name, spec.params, query, spec.constraints, skip_constraints=spec.identity)
     fmt = FORMAT.parse(name, getlist(query, "format"))
     quality = QUALITY.parse(name, getlist(query, "quality"))
@@ -329,7 +329,7 @@ def crop(im, x1, y1, x2, y2):
     w, h = im.size
     box = (min(x1, w), min(y1, h), min(x2, w), min(y2, h))
     if box[0] >= box[2] or box[1] >= box[3]:
-        raise BadRequest(f"apply=crop: the rectangle [{x1},{x2}) x [{y1},{y2}) lies outside the "
+        raise BadParameter(f"apply=crop: the rectangle [{x1},{x2}) x [{y1},{y2}) lies outside the "
                          f"{w}x{h} image; give x1 < {w} and y1 < {h}")
     return im if box == (0, 0, w, h) else im.crop(box)
 
@@ -394,7 +394,7 @@ def _video():
     try:
         from processing import video
     except ImportError as err:
-        raise ServiceUnavailable(f"video support is not available on this server: {err}") from None
+        raise ToolUnavailable(f"video support is not available on this server: {err}") from None
     return video
 
 
@@ -412,12 +412,12 @@ def _info(path, content_type):
         return _json(_video().probe(path))
     try:
         im = imaging.open_image(path)
-    except UnsupportedMedia as not_image:
+    except UnsupportedInput as not_image:
         try:
             return _json(_video().probe(path))
-        except UnsupportedMedia:
-            raise UnsupportedMedia(f"{not_image.detail}; nor is it a video") from None
-        except ServiceUnavailable:  # no ffmpeg here: what we know is that it is not an image
+        except UnsupportedInput:
+            raise UnsupportedInput(f"{not_image.detail}; nor is it a video") from None
+        except ToolUnavailable:  # no ffmpeg here: what we know is that it is not an image
             raise not_image from None
     with im:
         width, height = imaging.oriented_size(im, imaging.orientation(im))

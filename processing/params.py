@@ -5,7 +5,7 @@ Each operation in ``processing.operations`` declares its parameters as a tuple o
 the types below (``Int``, ``Float``, ``Rects``) plus optional cross-parameter
 ``Constraint`` objects.  ``parse_params`` reads them from the query, and every
 error message comes from here, so all operations report mistakes the same way:
-``BadRequest`` whose detail names the operation, the parameter, what was
+``BadParameter`` whose detail names the operation, the parameter, what was
 expected and what was received.
 
 Values are parsed strictly (no ``inf``/``nan``, no ``1_000``, no surrounding
@@ -16,7 +16,7 @@ spaces) so that the canonical form used in cache keys is unambiguous:
 import math
 import re
 
-from istore_site.errors import BadRequest
+from .errors import BadParameter
 
 REQUIRED = object()
 
@@ -81,7 +81,7 @@ class Param:
 
     def error(self, op, problem):
         hint = f", e.g. {self.name}={self.example}" if self.example is not None else ""
-        return BadRequest(f"apply={op}: parameter {self.name} {problem}; it must be {self.describe()}{hint}")
+        return BadParameter(f"apply={op}: parameter {self.name} {problem}; it must be {self.describe()}{hint}")
 
     def convert(self, raw):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -225,7 +225,7 @@ class Less(Constraint):
 
     def check(self, op, values):
         if not values[self.a] < values[self.b]:
-            raise BadRequest(f"apply={op}: parameter {self.b} must be greater than {self.a} "
+            raise BadParameter(f"apply={op}: parameter {self.b} must be greater than {self.a} "
                              f"(got {self.a}={values[self.a]}, {self.b}={values[self.b]}){self.why}")
 
 
@@ -239,7 +239,7 @@ class MaxProduct(Constraint):
         limit = _bound(self.limit)
         product = values[self.a] * values[self.b]
         if product > limit:
-            raise BadRequest(f"apply={op}: parameters {self.a} x {self.b} = {product} {self.what}, "
+            raise BadParameter(f"apply={op}: parameters {self.a} x {self.b} = {product} {self.what}, "
                              f"more than the limit of {limit}; ask for a smaller size")
 
 
@@ -248,7 +248,7 @@ def parse_params(op, schema, query, constraints=(), skip_constraints=None):
 
     Returns ``{name: value}``.  ``constraints`` are checked afterwards, unless
     ``skip_constraints(values)`` is true (used for documented pass-through
-    cases such as crop with all coordinates 0).  Raises ``BadRequest``.
+    cases such as crop with all coordinates 0).  Raises ``BadParameter``.
     """
     values = {}
     for param in schema:

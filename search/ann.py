@@ -34,7 +34,7 @@ from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
 
-from istore_site.errors import NotFound
+from objects.errors import NotFound
 
 from . import exact
 from .models import Vector, VectorIndex, slot_of

@@ -9,7 +9,7 @@ from objects.models import Item, hash_key
 from objects.verbs import verb
 from objects import keys as object_keys
 
-from istore_site.errors import BadRequest
+from objects.errors import BadRequest
 
 from . import ann
 from .models import MAX_FIELD_CHARS, Vector

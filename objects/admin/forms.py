@@ -11,7 +11,7 @@ import json
 from django import forms
 from django.core.exceptions import ValidationError
 
-from istore_site.errors import ApiError
+from ..errors import ApiError
 
 from .. import keys, writing
 

@@ -16,7 +16,7 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from istore_site.errors import ApiError
+from ..errors import ApiError
 
 from .. import content, keys, listing, writing
 from ..models import Item, hash_key

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from istore_site.errors import ServiceUnavailable
+from ..errors import ServiceUnavailable
 
 from .base import CHUNK, BaseCache, CacheUnavailable
 from .derivatives import DerivativesMixin

@@ -19,7 +19,7 @@ import sys
 from django.core.management.base import CommandError
 from tqdm import tqdm
 
-from istore_site.errors import BadRequest
+from ..errors import BadRequest
 
 from .. import keys
 from ..writing import InvalidMetadata, check_metadata

@@ -10,7 +10,7 @@ one module with a ``Resolver`` subclass, added to ``BUILTIN`` or passed to
 ``register``; writes of keys with other schemes are refused through
 ``resolver_for``.
 """
-from istore_site.errors import BadRequest
+from ..errors import BadRequest
 
 from .base import Body, Context, Resolver
 from .file import FileResolver

@@ -170,7 +170,7 @@ class Resolver:
     """Open a source URL of one or more schemes.
 
     Subclasses set ``schemes`` and implement ``open``, raising
-    ``istore_site.errors.ApiError`` subclasses for every failure (404 source
+    ``objects.errors.ApiError`` subclasses for every failure (404 source
     missing, 403 refused, 413 too large, 502 unreachable or erroring, 504 timed
     out) so that the view answers with a JSON error naming the source status.
     """

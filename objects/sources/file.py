@@ -24,7 +24,7 @@ from urllib.parse import unquote
 
 from django.conf import settings
 
-from istore_site.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge
+from ..errors import BadRequest, Forbidden, NotFound, PayloadTooLarge
 
 from .base import Body, Resolver, digest, file_identity, guess_type
 

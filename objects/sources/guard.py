@@ -41,7 +41,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 from urllib3.util.timeout import _DEFAULT_TIMEOUT
 
-from istore_site.errors import Forbidden
+from ..errors import Forbidden
 
 ALLOWED_SCHEMES = ("http", "https")
 # "This network": connecting to 0.x.x.x reaches the local host on Linux.

@@ -16,7 +16,7 @@ request (a cycle), is 508.
 """
 from django.conf import settings
 
-from istore_site.errors import LoopDetected
+from ..errors import LoopDetected
 
 from .. import keys
 from .base import Resolver

@@ -33,7 +33,7 @@ Why it looks the way it does:
   ``ISTORE_FFMPEG_TIMEOUT`` runs out (504; one deadline per ``probe`` and one
   per ``grab_frame``). One frame goes through the pipe (PPM), and Pillow
   encodes the JPEG so ``quality`` means what it means for images.
-- **Errors.** Only ``istore_site.errors`` classes leave this package: 415 not a
+- **Errors.** Only ``processing.errors`` classes leave this package: 415 not a
   video, 422 ``sec`` past the end, 503 binary missing or broken, 504 timeout,
   400 bad arguments.
 

@@ -10,7 +10,7 @@ import time
 
 from django.conf import settings
 
-from istore_site.errors import GatewayTimeout, ServiceUnavailable
+from ..errors import TimedOut, ToolUnavailable
 
 from . import runner
 
@@ -20,14 +20,14 @@ _VERSION_TIMEOUT = 10.0  # seconds for `ffmpeg -version`, independent of ISTORE_
 def ffmpeg_binary():
     """Path of a working ffmpeg: ``ISTORE_FFMPEG_BINARY`` if set, else imageio-ffmpeg's.
 
-    ServiceUnavailable (503) when it is missing, not executable or does not
+    ToolUnavailable (503) when it is missing, not executable or does not
     answer ``-version`` like an ffmpeg.
     """
     configured = getattr(settings, "ISTORE_FFMPEG_BINARY", "") or ""
     if configured:
         path = configured if os.sep in configured else shutil.which(configured)
         if not path:
-            raise ServiceUnavailable(
+            raise ToolUnavailable(
                 "the ffmpeg binary named by ISTORE_FFMPEG_BINARY is not on PATH; video processing is "
                 "unavailable (install it, or leave the setting empty to use imageio-ffmpeg's)"
             )
@@ -38,16 +38,16 @@ def ffmpeg_binary():
 
             path = imageio_ffmpeg.get_ffmpeg_exe()
         except Exception as exc:  # noqa: BLE001 - ImportError, RuntimeError("No ffmpeg exe could be found"), ...
-            raise ServiceUnavailable(
+            raise ToolUnavailable(
                 f"no ffmpeg binary available ({exc}); reinstall imageio-ffmpeg or set ISTORE_FFMPEG_BINARY"
             ) from None
         source = "imageio-ffmpeg"
     try:
         st = os.stat(path)
     except OSError:
-        raise ServiceUnavailable(f"ffmpeg binary from {source} does not exist; video processing is unavailable") from None
+        raise ToolUnavailable(f"ffmpeg binary from {source} does not exist; video processing is unavailable") from None
     if not os.path.isfile(path) or not os.access(path, os.X_OK):
-        raise ServiceUnavailable(f"ffmpeg binary from {source} is not an executable file; video processing is unavailable")
+        raise ToolUnavailable(f"ffmpeg binary from {source} is not an executable file; video processing is unavailable")
     _check_binary(path, st.st_mtime_ns, st.st_size)
     return path
 
@@ -57,13 +57,13 @@ def _check_binary(path, mtime_ns, size):
     """Run ``ffmpeg -version`` once per binary version (only successes are cached)."""
     try:
         code, out, _ = runner._run([path, "-hide_banner", "-version"], time.monotonic() + _VERSION_TIMEOUT)
-    except GatewayTimeout:
-        raise ServiceUnavailable(
+    except TimedOut:
+        raise ToolUnavailable(
             f"the ffmpeg binary did not answer -version within {_VERSION_TIMEOUT:g} s; video processing is unavailable"
         ) from None
     first = out.decode("utf-8", "replace").strip().splitlines()[:1]
     if code != 0 or not first or not first[0].startswith("ffmpeg version"):
-        raise ServiceUnavailable(
+        raise ToolUnavailable(
             "the ffmpeg binary is broken (`ffmpeg -version` did not answer like an ffmpeg); "
             "video processing is unavailable"
         )

@@ -32,7 +32,7 @@ import time
 import ffmpeg
 from django.conf import settings
 
-from istore_site.errors import BadRequest, PayloadTooLarge, Unprocessable, UnsupportedMedia
+from ..errors import BadParameter, TooLarge, Unprocessable, UnsupportedInput
 
 from . import runner
 from .binary import ffmpeg_binary
@@ -63,7 +63,7 @@ def grab_frame(path, sec, quality=None):
     pixels = info["width"] * info["height"]
     if pixels > settings.ISTORE_MAX_SOURCE_PIXELS:
         # Checked on the probed size, before ffmpeg decodes a single frame.
-        raise PayloadTooLarge(
+        raise TooLarge(
             f"the video's frames are {info['width']}x{info['height']} = {pixels} pixels; "
             f"ISTORE_MAX_SOURCE_PIXELS allows {settings.ISTORE_MAX_SOURCE_PIXELS}",
             code="too_many_pixels",
@@ -178,13 +178,13 @@ def _decode(binary, path, seek, window, drop, deadline, accurate=False):
     if out.startswith(b"P6"):
         return out
     if code < 0:
-        raise UnsupportedMedia(f"ffmpeg crashed (signal {-code}) while decoding this video")
+        raise UnsupportedInput(f"ffmpeg crashed (signal {-code}) while decoding this video")
     if drop:
         return None  # the caller retries without dropping anything
     if code != 0 and not re.search(r"Output file is empty|nothing was encoded|does not contain any stream", err):
         reason = _ffmpeg_reason(err, path)
         if reason:
-            raise UnsupportedMedia(f"this video cannot be decoded ({reason})")
+            raise UnsupportedInput(f"this video cannot be decoded ({reason})")
     return None
 
 
@@ -205,9 +205,9 @@ def _seconds(sec):
     try:
         value = float(sec)
     except (TypeError, ValueError):
-        raise BadRequest("sec: expected a number of seconds ≥ 0 (decimals allowed)") from None
+        raise BadParameter("sec: expected a number of seconds ≥ 0 (decimals allowed)") from None
     if not math.isfinite(value) or value < 0:
-        raise BadRequest("sec: expected a number of seconds ≥ 0 (decimals allowed)")
+        raise BadParameter("sec: expected a number of seconds ≥ 0 (decimals allowed)")
     return value
 
 
@@ -215,11 +215,11 @@ def _quality(quality):
     if quality is None:
         return DEFAULT_QUALITY
     if isinstance(quality, bool):
-        raise BadRequest("quality: expected an integer 1..100")
+        raise BadParameter("quality: expected an integer 1..100")
     try:
         value = int(quality)
     except (TypeError, ValueError):
-        raise BadRequest("quality: expected an integer 1..100") from None
+        raise BadParameter("quality: expected an integer 1..100") from None
     if not 1 <= value <= 100 or (isinstance(quality, float) and value != quality):
-        raise BadRequest("quality: expected an integer 1..100")
+        raise BadParameter("quality: expected an integer 1..100")
     return value

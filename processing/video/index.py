@@ -16,7 +16,7 @@ import typing
 
 import ffmpeg
 
-from istore_site.errors import UnsupportedMedia
+from ..errors import UnsupportedInput
 
 from . import runner
 from .framecrc import _packet_times
@@ -143,7 +143,7 @@ def _scan(binary, path, seek, span, info, want_refs, deadline):
         if code != 0 and not rows:
             reason = _ffmpeg_reason(err, path)
             if reason:
-                raise UnsupportedMedia(f"this video cannot be read ({reason})")
+                raise UnsupportedInput(f"this video cannot be read ({reason})")
         return None
     num, den = tbs["0"]
     packets = tuple(

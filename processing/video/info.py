@@ -14,7 +14,7 @@ import time
 
 import ffmpeg
 
-from istore_site.errors import BadRequest, UnsupportedMedia
+from ..errors import BadParameter, UnsupportedInput
 
 from . import runner
 from .binary import ffmpeg_binary
@@ -40,7 +40,7 @@ def probe(path):
     "fps": 25.0, "codec": "h264"}``; width/height as displayed (a 90° display
     rotation swaps them), duration in seconds (centisecond precision, the
     container's), fps the stream's average rate (0.0 when unknown).
-    Cached by (path, mtime, size). UnsupportedMedia (415) when there is no
+    Cached by (path, mtime, size). UnsupportedInput (415) when there is no
     video stream or the file is not a readable container.
     """
     path = _local_path(path)
@@ -53,14 +53,14 @@ def _probe_file(path, binary):
     try:
         st = os.stat(path)
     except OSError:
-        raise BadRequest("video: the source is not an existing local file") from None
+        raise BadParameter("video: the source is not an existing local file") from None
     return _probe_cached(path, st.st_mtime_ns, st.st_size, binary)
 
 
 @functools.lru_cache(maxsize=256)
 def _probe_cached(path, mtime_ns, size, binary):
     if size == 0:
-        raise UnsupportedMedia("not a video: the file is empty")
+        raise UnsupportedInput("not a video: the file is empty")
     deadline = time.monotonic() + _timeout()
     # `-i` alone is enough for the dump; the copy-to-null output (no decoding, -t 0)
     # only gives ffmpeg-python an output to compile and ffmpeg a clean exit.
@@ -70,7 +70,7 @@ def _probe_cached(path, mtime_ns, size, binary):
     if info["duration"] is None:
         end = _stream_end(binary, path, info["start"], deadline)
         if end is None:
-            raise UnsupportedMedia("not a video: no video frames could be read")
+            raise UnsupportedInput("not a video: no video frames could be read")
         info["duration"] = round(end, 6)
     info["format"] = _format_name(info.pop("demuxer"), path)
     return info
@@ -83,7 +83,7 @@ def _parse_probe(err, path):
         reason = _ffmpeg_reason(err, path)
         if "Invalid argument" in reason or not reason:
             reason = "not a supported video container"
-        raise UnsupportedMedia(f"not a video: ffmpeg cannot read it ({reason})")
+        raise UnsupportedInput(f"not a video: ffmpeg cannot read it ({reason})")
     section = err[m.start():]
     for marker in ("\nOutput #0", "\nStream mapping:"):
         cut = section.find(marker)
@@ -100,7 +100,7 @@ def _parse_probe(err, path):
         break
     if description is None:
         kinds = sorted(set(re.findall(r"^\s*Stream #0:\d+\S*: (\w+):", section, re.MULTILINE))) or ["no streams"]
-        raise UnsupportedMedia(f"not a video: the file has no video stream ({', '.join(k.lower() for k in kinds)})")
+        raise UnsupportedInput(f"not a video: the file has no video stream ({', '.join(k.lower() for k in kinds)})")
     parts = _split_top(description)
     codec = parts[0].split()[0].strip(",") if parts and parts[0].split() else ""
     width = height = 0
@@ -119,7 +119,7 @@ def _parse_probe(err, path):
             elif rm.group(3) == "tbr" and tbr is None:
                 tbr = value
     if not width or not height:
-        raise UnsupportedMedia("not a video: the video stream has no frame size ffmpeg can read")
+        raise UnsupportedInput("not a video: the video stream has no frame size ffmpeg can read")
     rot = _RE_ROTATION.search(stream_block)
     if rot and round(abs(float(rot.group(1)))) % 180 == 90:
         width, height = height, width

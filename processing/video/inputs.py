@@ -10,7 +10,7 @@ import re
 
 import ffmpeg
 
-from istore_site.errors import BadRequest
+from ..errors import BadParameter
 
 # Demuxers ffmpeg may use. Matching is per name part, so "mov" admits the demuxer
 # "mov,mp4,m4a,3gp,3g2,mj2". Deliberately absent: hls, dash, concat, image2 and
@@ -24,17 +24,17 @@ def _input(path, **options):
 
 
 def _local_path(path):
-    """Absolute path of an existing regular local file, else BadRequest."""
+    """Absolute path of an existing regular local file, else BadParameter."""
     try:
         text = os.fsdecode(path)
     except TypeError:
-        raise BadRequest("video: expected a local file path") from None
+        raise BadParameter("video: expected a local file path") from None
     if not text or "\x00" in text:
-        raise BadRequest("video: expected a local file path")
+        raise BadParameter("video: expected a local file path")
     absolute = os.path.abspath(text)
     if not os.path.isfile(absolute):
         # A URL lands here too: ffmpeg is only ever given local files.
-        raise BadRequest("video: the source is not an existing local file (ffmpeg reads only local copies)")
+        raise BadParameter("video: the source is not an existing local file (ffmpeg reads only local copies)")
     return absolute
 
 

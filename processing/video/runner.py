@@ -15,7 +15,7 @@ import time
 import ffmpeg
 from django.conf import settings
 
-from istore_site.errors import GatewayTimeout, ServiceUnavailable
+from ..errors import TimedOut, ToolUnavailable
 
 _GLOBAL = ["-hide_banner", "-nostdin", "-nostats"]
 
@@ -28,19 +28,19 @@ def _run(args, deadline):
     """Run one ffmpeg; (returncode, stdout, stderr text). Killed (504) at ``deadline`` (monotonic)."""
     remaining = deadline - time.monotonic()
     if remaining <= 0:
-        raise GatewayTimeout(_timeout_detail())
+        raise TimedOut(_timeout_detail())
     try:
         proc = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             start_new_session=True,  # its own process group, so a kill takes any children too
         )
     except OSError as exc:
-        raise ServiceUnavailable(f"the ffmpeg binary cannot run ({exc.strerror or exc})") from None
+        raise ToolUnavailable(f"the ffmpeg binary cannot run ({exc.strerror or exc})") from None
     try:
         out, err = proc.communicate(timeout=remaining)
     except subprocess.TimeoutExpired:
         _kill(proc)
-        raise GatewayTimeout(_timeout_detail()) from None
+        raise TimedOut(_timeout_detail()) from None
     except BaseException:
         _kill(proc)
         raise

@@ -1,7 +1,7 @@
 """Keys: validation, the embedded-source rule and the self:// codec (§1)."""
 import pytest
 
-from istore_site.errors import BadRequest
+from objects.errors import BadRequest
 from objects import keys
 
 

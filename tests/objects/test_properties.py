@@ -5,7 +5,7 @@ from urllib.parse import quote_from_bytes
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from istore_site.errors import BadRequest
+from objects.errors import BadRequest
 from objects import keys
 from objects.writing import merge_patch
 

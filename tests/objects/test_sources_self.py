@@ -4,7 +4,7 @@ import io
 import pytest
 from PIL import Image
 
-from istore_site.errors import LoopDetected
+from objects.errors import LoopDetected
 from objects import reading
 from objects.sources import Context
 from objects.sources.self import SelfResolver

@@ -9,7 +9,7 @@ from django.http import QueryDict
 from PIL import Image
 
 import processing
-from istore_site.errors import BadRequest, UnsupportedMedia, Unprocessable
+from processing.errors import BadParameter, Unprocessable, UnsupportedInput
 from processing.operations import REGISTRY, Operation, Result, parse_operation
 
 from .conftest import decode, run, save
@@ -41,7 +41,7 @@ def test_no_apply_is_none_and_operation_shape():
     ("apply=resize&apply=fit", "apply is given 2 times"),
 ])
 def test_bad_apply(query, words):
-    with pytest.raises(BadRequest) as err:
+    with pytest.raises(BadParameter) as err:
         parse(query)
     assert words in err.value.detail
 
@@ -68,7 +68,7 @@ PARAM_ERRORS = [
 
 @pytest.mark.parametrize("query,param", PARAM_ERRORS)
 def test_every_parameter_error_names_its_parameter(query, param):
-    with pytest.raises(BadRequest) as err:
+    with pytest.raises(BadParameter) as err:
         parse(query)
     assert f"parameter {param} " in err.value.detail or f"parameter {param}:" in err.value.detail
     assert "must" in err.value.detail  # says how to fix it
@@ -76,7 +76,7 @@ def test_every_parameter_error_names_its_parameter(query, param):
 
 def test_output_limit_known_at_parse_time(settings):
     settings.ISTORE_MAX_OUTPUT_PIXELS = 100
-    with pytest.raises(BadRequest, match="w x h = 121"):
+    with pytest.raises(BadParameter, match="w x h = 121"):
         parse("apply=resize&w=11&h=11")
 
 
@@ -137,7 +137,7 @@ def test_crop_is_half_open_and_clipped(known_png, known, q, rows, cols):
 
 
 def test_crop_outside_the_image_is_bad_request(known_png):
-    with pytest.raises(BadRequest, match="outside the 12x8 image"):
+    with pytest.raises(BadParameter, match="outside the 12x8 image"):
         run("apply=crop&x1=12&y1=0&x2=20&y2=5", known_png)
 
 
@@ -314,7 +314,7 @@ def test_resize_keeps_aspect_on_a_jpeg_downscale(photo_jpeg):
 
 def test_output_limit_at_run_time(known_png, settings):
     settings.ISTORE_MAX_OUTPUT_PIXELS = 1000
-    with pytest.raises(BadRequest, match="more than the limit of 1000"):
+    with pytest.raises(BadParameter, match="more than the limit of 1000"):
         run("apply=resize&w=120", known_png)  # 120 x 80 = 9600: only known once the aspect is
 
 
@@ -342,7 +342,7 @@ def fake_video(monkeypatch):
     def probe(path):
         calls.append(("probe", path))
         if "not-video" in str(path):
-            raise UnsupportedMedia("not a video")
+            raise UnsupportedInput("not a video")
         return {"format": "mp4", "width": 64, "height": 48, "duration": 2.0, "fps": 25.0, "codec": "h264"}
 
     def grab_frame(path, sec):
@@ -370,7 +370,7 @@ def test_info_of_a_video_by_content_type_and_by_sniffing(tmp_path, fake_video):
 def test_info_of_neither_image_nor_video_is_415(tmp_path, fake_video):
     path = tmp_path / "not-video.txt"
     path.write_text("hello")
-    with pytest.raises(UnsupportedMedia, match="nor is it a video"):
+    with pytest.raises(UnsupportedInput, match="nor is it a video"):
         run("apply=info", str(path))
 
 

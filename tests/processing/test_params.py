@@ -2,7 +2,7 @@
 import pytest
 from django.http import QueryDict
 
-from istore_site.errors import BadRequest
+from processing.errors import BadParameter
 from processing.params import (Choice, Float, Int, Less, MaxProduct, Rects, canonical_params, getlist,
                                parse_params)
 
@@ -12,7 +12,7 @@ def parse(schema, query, constraints=(), skip=None):
 
 
 def bad(schema, query, constraints=()):
-    with pytest.raises(BadRequest) as err:
+    with pytest.raises(BadParameter) as err:
         parse(schema, query, constraints)
     return err.value.detail
 

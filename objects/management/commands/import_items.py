@@ -34,7 +34,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from istore_site.errors import ApiError
+from ...errors import ApiError
 from objects import content as content_store
 from objects import keys, signals
 from objects.management import (

@@ -21,7 +21,7 @@ import re
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
-from istore_site.errors import ApiError
+from ...errors import ApiError
 from objects import keys, writing
 from objects.management import (
     LineError, Lines, Run, add_progress_argument, check_addressable, directory_prefix, metadata_option,

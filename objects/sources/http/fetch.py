@@ -14,7 +14,7 @@ from django.dispatch import receiver
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import ReadTimeoutError
 
-from istore_site.errors import BadGateway, GatewayTimeout, NotFound, PayloadTooLarge
+from ...errors import BadGateway, GatewayTimeout, NotFound, PayloadTooLarge
 
 from ... import metrics
 from .. import guard

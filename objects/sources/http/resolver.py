@@ -15,7 +15,7 @@ import requests
 from cachecontrol.controller import CacheController
 from django.conf import settings
 
-from istore_site.errors import BadRequest
+from ...errors import BadRequest
 
 from ... import cache as shared_cache
 from ... import metrics

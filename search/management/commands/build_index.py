@@ -7,7 +7,7 @@ takes minutes, longer than an HTTP request should.
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from istore_site.errors import ApiError
+from objects.errors import ApiError
 from objects import keys as object_keys
 
 from search import ann

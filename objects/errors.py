@@ -1,11 +1,19 @@
 """
-The one error type of the API.
+The one error type of the API, at the bottom of the web layer: it imports
+nothing of istore but ``processing.errors``, and everything above may raise it.
 
 Anything below the views raises ``ApiError`` (or a subclass) with the HTTP
 status, a short machine-readable code and a detail that tells the user what
-was wrong and how to fix it; ``objects.views`` turns it into the JSON body of
-§9, ``{"error": code, "detail": detail}``.
+was wrong and how to fix it; ``objects.responses.error_response`` turns it
+into the JSON body ``{"error": code, "detail": detail}``.
+
+``processing`` knows nothing of HTTP and raises its own kinds of error
+(``processing.errors``); ``translated`` maps them to statuses where the web
+layer calls into it.
 """
+from contextlib import contextmanager
+
+from processing import errors as processing
 
 
 class ApiError(Exception):
@@ -63,3 +71,26 @@ class GatewayTimeout(ApiError):
 
 class LoopDetected(ApiError):
     status, code = 508, "loop_detected"
+
+
+# The status of each kind of processing failure (processing.errors).
+PROCESSING_STATUS = {
+    processing.BadParameter: 400,
+    processing.TooLarge: 413,
+    processing.UnsupportedInput: 415,
+    processing.Unprocessable: 422,
+    processing.ToolUnavailable: 503,
+    processing.TimedOut: 504,
+    processing.ProcessingError: 422,
+}
+
+
+@contextmanager
+def translated():
+    """Raise a ``processing.errors.ProcessingError`` from the block as the
+    ``ApiError`` of its status, keeping its code and detail."""
+    try:
+        yield
+    except processing.ProcessingError as exc:
+        status = next(code for kind, code in PROCESSING_STATUS.items() if isinstance(exc, kind))
+        raise ApiError(exc.detail, status=status, code=exc.code) from exc

@@ -4,8 +4,9 @@
     cd /work/main && .venv/bin/python benchmarks/replay_entry_size.py
 
 Builds 2,000 entries like those of a processed 1920x1080 -> 320 answer (nine
-headers, an empty body), with and without a recompute ``Recipe``, and measures
-them with tracemalloc. ``Entry.size`` should not be below the real figure.
+headers, an empty body), with and without the query of an uncached result
+(read again on each replay), and measures them with tracemalloc.
+``Entry.size`` should not be below the real figure.
 """
 import os
 import sys
@@ -21,10 +22,7 @@ import django  # noqa: E402
 
 django.setup()
 
-from django.http import QueryDict  # noqa: E402
-
-from objects.replay import Entry, Recipe  # noqa: E402
-from processing.operations import parse_operation  # noqa: E402
+from objects.replay import Entry  # noqa: E402
 
 HEADERS = [("Content-Type", "image/jpeg"), ("Content-Length", "8694"), ("Cache-Control", "public, no-cache"),
            ("ETag", '"2fbd8e9f5086c3b48eb2dbcae3d2aa427609aa51"'), ("Last-Modified", "Wed, 25 Nov 2026 20:34:16 GMT"),
@@ -33,22 +31,19 @@ HEADERS = [("Content-Type", "image/jpeg"), ("Content-Length", "8694"), ("Cache-C
 COUNT = 2000
 
 
-def measure(with_recipe):
+def measure(with_query):
     tracemalloc.start()
     before = tracemalloc.take_snapshot()
     kept = []
     for i in range(COUNT):
         key = f"/bench/file:///tmp/anchors/img/photo_{i}.jpg"
-        recipe = None
-        if with_recipe:
-            operation = parse_operation(QueryDict(f"apply=resize&w={i + 1}"))
-            recipe = Recipe(operation, f"/tmp/anchors/img/photo_{i}.jpg", "image/jpeg", (1, i, 10**14, 322223))
+        query = f"apply=resize&w={i + 1}" if with_query else None
         entry = Entry(key, ((i, "2026-11-25 20:34:16", None), ("file", 1, i, 10**18, 322223)), key, "200 OK",
-                      [(name, value + str(i)) for name, value in HEADERS], b"", None, recipe)
+                      [(name, value + str(i)) for name, value in HEADERS], b"", query=query)
         kept.append((("127.0.0.1:8601", "http", None, f"{key}?apply=resize&w={i + 1}"), entry))
     real = sum(stat.size_diff for stat in tracemalloc.take_snapshot().compare_to(before, "filename")) / COUNT
     tracemalloc.stop()
-    print(f"{'with' if with_recipe else 'without'} a recipe: {real:,.0f} bytes held per entry, "
+    print(f"{'with' if with_query else 'without'} a query: {real:,.0f} bytes held per entry, "
           f"Entry.size counts {kept[0][1].size:,}")
 
 

@@ -1,7 +1,8 @@
 """WSGI entry point: ``gunicorn istore_site.wsgi`` (see gunicorn.conf.py).
 
-Django's application is wrapped in ``objects.replay.ReplayMiddleware``, which
-answers repeated GETs of unchanged content without Django's request cycle.
+Django's application is wrapped in ``objects.replay.ReplayLayer``, which
+answers repeated GETs of unchanged content without Django's request cycle
+(its docstring says what a replay skips, and why that is safe).
 """
 import os
 
@@ -11,6 +12,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "istore_site.settings")
 
 application = get_wsgi_application()
 
-from objects.replay import ReplayMiddleware  # noqa: E402 - needs Django set up
+from objects.replay import ReplayLayer  # noqa: E402 - needs Django set up
 
-application = ReplayMiddleware(application)
+application = ReplayLayer(application)

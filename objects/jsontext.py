@@ -1,5 +1,6 @@
 """
-Parsing and checking JSON from clients.
+JSON text in and out: parsing and checking JSON from clients, and the
+compact UTF-8 form every answer is written in (``dumps``).
 
 Python's json module accepts what JSON and the databases do not: ``NaN`` and
 ``Infinity``, numbers that overflow to infinity (``1e400``), lone UTF-16
@@ -62,3 +63,8 @@ def _check_string(text, what):
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidJson(f"{what} holds a string with a lone UTF-16 surrogate; send valid Unicode.") from None
+
+
+def dumps(data):
+    """``data`` as compact JSON text, non-ASCII kept as it is (every answer's form)."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))

@@ -8,12 +8,11 @@ answer, never the size of the store. ``delimiter=/`` folds deeper keys into
 query starts past everything under it, so a directory with few children over
 millions of deeper keys costs one query per child.
 """
-import json
 from urllib.parse import urlencode, quote
 
 from .errors import BadRequest
 
-from . import keys
+from . import jsontext, keys
 from .models import RENDERED_FIELDS, Item
 from .models import render as render_row
 
@@ -110,10 +109,6 @@ def render(entry):
     return entry if isinstance(entry, dict) else entry.as_dict()
 
 
-def dumps(data):
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-
-
 def parse_params(query):
     """Validate ``limit``, ``after`` and ``delimiter`` from a query mapping."""
     limit = query.get("limit")
@@ -166,7 +161,7 @@ def stream(prefix, delimiter=None):
     chunk = []
     rendered = entries(prefix, None, delimiter) if delimiter else iter_items(prefix, rendered=True)
     for entry in rendered:
-        chunk.append(dumps(render(entry)))
+        chunk.append(jsontext.dumps(render(entry)))
         if len(chunk) >= 200:
             yield ("" if first else ",") + ",".join(chunk)
             first = False

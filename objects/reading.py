@@ -1,9 +1,10 @@
 """
-The read pipeline (§4, §6, §7): from a key to the bytes served.
+The read pipeline: from a key to the bytes it serves, and nothing above that.
 
-``read(key, query, depth)`` is the one pipeline. The view calls it (through
-``serve``) for GET/HEAD of a registered item, and ``self://`` sources call it
-one level deeper for their target, which need not be registered:
+``read(key, query, depth)`` is the one pipeline. The view calls it for
+GET/HEAD of a registered item, ``self://`` sources call it one level deeper
+for their target (which need not be registered), and ``_expand`` and the
+admin's previews call it as well:
 
 1. ``?apply=`` is parsed and validated first (``processing.operations``), so a
    bad parameter is 400 before anything is fetched;
@@ -13,97 +14,33 @@ one level deeper for their target, which need not be registered:
    (source version, ``op.cache_key``), computed once across threads and
    processes (``objects.cache``), unless ``ISTORE_CACHE_DERIVATIVES=false``.
 
-Everything comes back as a ``sources.Body`` (bytes + size, type, strong ETag,
-Last-Modified, Cache-Control), which ``serve`` hands to
-``responses.content_response`` for 304 / Range / HEAD / safe headers. Range is
-offered on unprocessed bytes only (§4). Content in remote storage (S3) is
-served by streaming from storage, and copied into the local cache once before
-it is processed.
+Everything comes back as a ``sources.Body``: the bytes with their validators
+(size, type, strong ETag, Last-Modified, Cache-Control) and ``version``, the
+identity of the bytes that keys derived results. Turning it into HTTP (304,
+Range, HEAD, X-Accel) is ``objects.serving``'s; replaying an answer later is
+``objects.replay``'s, which wraps the whole application and never reaches in
+here. Content in remote storage (S3) is served by streaming from storage,
+and copied into the local cache once before it is processed.
 """
 import dataclasses
-import io
 import logging
 import os
 from contextlib import ExitStack, contextmanager
 from datetime import timezone as dt_timezone
-from urllib.parse import quote
 
 from django.conf import settings
 from django.http import QueryDict
 
-from .errors import ApiError, NotFound, translated
+from processing import operations
 
 from . import cache as shared_cache
-from . import content, keys, metrics, replay, responses, sources
+from . import content, keys, metrics, sources
+from .errors import NotFound, translated
 from .models import Item
 
 logger = logging.getLogger(__name__)
 
 _LOOKUP = object()
-
-
-def serve(request, item):
-    """The content response for GET/HEAD of the registered ``item``.
-
-    With ``ISTORE_ACCEL_REDIRECT`` set, bytes that live in a file of the cache
-    are handed to nginx (``X-Accel-Redirect``): see ``_accel_location``.
-    """
-    replay.offer(request, item, processed="apply" in request.GET)
-    body = read(item.key, request.GET, 0, item=item)
-    try:
-        if body.recipe is not None:
-            replay.recompute_with(request, body.recipe)
-        accel = _accel_location(request, body)
-        response = responses.content_response(
-            request,
-            _empty if accel else body.open,
-            size=body.size,
-            content_type=body.content_type,
-            etag=body.etag,
-            last_modified=body.last_modified,
-            cache_control=body.cache_control,
-            # Behind nginx, Range is nginx's to answer, on the file itself.
-            allow_range=not body.processed and not accel,
-        )
-        if accel and response.status_code == 200:
-            replay.handed_to_nginx(request, body.path)
-            response["X-Accel-Redirect"] = accel
-            response["Content-Length"] = "0"
-            if not body.processed:
-                response["Accept-Ranges"] = "bytes"
-        if settings.ISTORE_ACCEL_EXPIRES > 0 and settings.ISTORE_PUBLIC_READ and response.status_code in (200, 304):
-            # nginx's proxy_cache may reuse it for that long (docs/deploy.md); never a private store's.
-            response["X-Accel-Expires"] = str(settings.ISTORE_ACCEL_EXPIRES)
-        return response
-    finally:
-        body.close()
-
-
-def _empty():
-    return io.BytesIO(b"")
-
-
-def _accel_location(request, body):
-    """The ``X-Accel-Redirect`` target for ``body``, or None to serve it from here.
-
-    Only for a GET of bytes that are a file of the cache (a fetched source, a
-    processed result), named by their path relative to the cache directory
-    under the internal nginx location ``ISTORE_ACCEL_REDIRECT`` (an ``alias``
-    of ``ISTORE_CACHE_DIR``). istore has already checked access and answered
-    304 by then; the headers it sends (type, ETag, Last-Modified,
-    Cache-Control, nosniff/sandbox) are those of a direct answer, with an
-    empty body. A Range request for a processed result is answered here,
-    whole, as without nginx (§4 offers Range on unprocessed bytes only).
-    """
-    location = settings.ISTORE_ACCEL_REDIRECT
-    if not location or request.method != "GET" or body.path is None:
-        return None
-    if body.processed and request.META.get("HTTP_RANGE"):
-        return None
-    relative = shared_cache.get_cache().file_path(body.path, body.handle)
-    if relative is None:
-        return None
-    return location.rstrip("/") + "/" + quote(relative.as_posix())
 
 
 def read(key, query=None, depth=0, *, item=_LOOKUP, chain=None):
@@ -135,15 +72,8 @@ def _as_query(query):
 
 
 def _parse_operation(query):
-    try:
-        from processing.operations import parse_operation
-    except ImportError:  # pragma: no cover - processing ships with istore
-        if query.get("apply"):
-            raise ApiError("Image processing is not available in this build.", status=501,
-                           code="not_implemented") from None
-        return None
     with translated():
-        return parse_operation(query)
+        return operations.parse_operation(query)
 
 
 def _open(key, item, depth, chain):
@@ -191,10 +121,7 @@ def _apply(operation, body, owner):
     """The processed Body: from the derivative cache, or computed once and cached."""
     if not settings.ISTORE_CACHE_DERIVATIVES:
         content_type, data = _compute(operation, body, None)
-        derived = _derived(body, operation, shared_cache.Derivative(content_type, data=data))
-        if body.path is not None:
-            derived.recipe = replay.Recipe.of(operation, body.path, body.content_type)
-        return derived
+        return _derived(body, operation, shared_cache.Derivative(content_type, data=data))
     cache = shared_cache.get_cache()
     key = cache.derivative_key(body.version, operation.cache_key)
     hit = cache.get_derivative(key, owner)

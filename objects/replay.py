@@ -1,76 +1,86 @@
 """
-Replay of unchanged content responses: the hot path of a cached image.
+Replay: repeated GETs of unchanged content answered before Django.
 
 The commonest request an image service gets is a plain GET of a URL it has
 answered before, from bytes that have not changed since. Django's request
-cycle costs more than that answer, so ``ReplayMiddleware`` (wrapped around
-the WSGI application in ``istore_site/wsgi.py``) keeps, per worker process,
-the last 200 response to each such URL (status, headers, body) with the
-*fingerprint* of what it was made from, and answers the next identical
-request from it while the fingerprint is unchanged:
+cycle costs several times that answer (measured in ``benchmarks/README.md``:
+a replayed cached derivative takes ~50 µs in-process, the same answer
+through Django ~600 µs, and Django's handler with no view at all ~125 µs),
+so ``ReplayLayer`` wraps the WSGI application (``istore_site/wsgi.py``) and,
+per worker process, keeps the last 200 answer to each such URL (status,
+headers, body) with the *fingerprint* of what it was made from, and answers
+the next identical request from it while the fingerprint is unchanged:
 
-- the item's row, read with one indexed lookup (its ``_id``, ``updated`` and
-  content name, ``Item.objects.version``), so a write on any host is seen on
-  the next request;
-- the source's own fingerprint (``Resolver.fingerprint``: one ``stat`` for a
-  ``file`` source). ``http`` and ``self`` sources have none, so their
-  responses always go through Django.
+- the item's row, read with one indexed lookup (``Item.objects.version``:
+  its ``_id``, ``updated`` and content name), so a write on any host is seen
+  by the next request;
+- without uploaded content, the source's own token (``sources.fingerprint``:
+  one ``stat`` for a ``file`` source). Sources without a token (``http``,
+  ``self``) are never replayed.
 
-``reading.serve`` offers a response for replay and takes the fingerprint
-*before* reading, so a change during the read costs a later miss, never a
-stale answer. Only what Django would answer the same way is replayed: plain
-GETs (Range and conditional requests go to Django), public reads, the same
-Host, scheme and raw request target, no ``Vary``. An ``X-Accel-Redirect``
-answer is replayed while the cache file it names exists. Entries live in a bounded LRU
-(cachetools) of ``ISTORE_REPLAY_CACHE_BYTES`` per process; bodies over
+It is one layer with one entry point, ``ReplayLayer.__call__``; nothing below
+knows it exists. It takes the fingerprint itself, *before* handing a miss to
+Django, and keeps Django's answer when it is a complete 200 of a key's
+content: a change during the read costs a later miss, never a stale answer.
+
+What a replay skips, and why that is safe: Django's middleware, URL routing
+and the view. So only requests whose answer depends on nothing but the URL,
+the Host and the fingerprint are replayed: GETs of a key (not a directory,
+not ``?meta=``, not a reserved ``/_`` path), without ``Range``, conditional
+headers, ``Authorization`` or ``Cookie``, on a store with public reads; and
+only answers without ``Vary`` or ``Set-Cookie``. Every header Django's
+middleware added is in the kept answer. A policy that must also hold for
+replays (a rate limit, a signature) belongs in ``_eligible``; one that only
+guards expensive work needs nothing here, since a replay does no expensive
+work (an uncached processed result excepted, below, which runs through the
+same read pipeline and so under the same limits).
+
+An answer handed to nginx (``X-Accel-Redirect``) is replayed while the cache
+file it names exists (cache files are evicted, never rewritten). With
+``ISTORE_CACHE_DERIVATIVES=false`` a processed result is not kept: its entry
+holds Django's headers, and each replay reads it again through
+``reading.read``, so the pixels are computed on every request as the setting
+asks, and only the request cycle is skipped; if that read fails, Django
+answers. Entries live in a bounded LRU (cachetools) of
+``ISTORE_REPLAY_CACHE_BYTES`` per process; bodies over
 ``ISTORE_REPLAY_MAX_BODY_BYTES`` are not kept. Anything unexpected (the
 database going away) falls through to Django, which answers as it would have.
-
-With ``ISTORE_CACHE_DERIVATIVES=false`` a processed result is not kept but
-made again: the entry holds Django's headers and a ``Recipe`` (the operation
-and the source file it ran on), and each replay runs the operation anew.
 """
 import logging
 import os
 import threading
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
+from urllib.parse import unquote
 
 from cachetools import LRUCache
 from django.conf import settings
 
-from . import keys, metrics, sources
-from .sources.base import file_identity
+from . import keys, metrics, reading, sources
 from .middleware import log_request
+from .models import Item
 
 logger = logging.getLogger(__name__)
 
-OFFER = "istore.replay"
-# A request carrying any of these is answered by Django (206, 304, 412).
+# A request carrying any of these is answered by Django: 206, 304 and 412 are
+# Django's to decide, and a token or a session is checked there.
 _DJANGO_ONLY = ("HTTP_RANGE", "HTTP_IF_RANGE", "HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE",
-                "HTTP_IF_MATCH", "HTTP_IF_UNMODIFIED_SINCE")
+                "HTTP_IF_MATCH", "HTTP_IF_UNMODIFIED_SINCE", "HTTP_AUTHORIZATION", "HTTP_COOKIE")
 
 
 def enabled():
     return settings.ISTORE_REPLAY_CACHE_BYTES > 0 and settings.ISTORE_PUBLIC_READ
 
 
-def fingerprint(key, has_content=None):
+def fingerprint(key):
     """What the content served at ``key`` is made from (its item's
     ``Item.objects.version`` and, without uploaded content, its source's
-    fingerprint), or None when there is no cheap token for it: then its
-    responses are not replayed.
-
-    A caller holding the item passes ``has_content``: an item without
-    content whose source gives no token (an http source, say) then costs no
-    lookup.
-    """
-    from .models import Item
-
+    fingerprint), or None when there is no cheap token for it."""
     source = keys.parse_key(key).source
     token = sources.fingerprint(source) if source is not None else None
-    if has_content is False and token is None:
-        return None
+    if source is not None and token is None:
+        return None  # a source without a token: no lookup needed to know
     version = Item.objects.version(key)
     if version is None:
         return None
@@ -79,110 +89,50 @@ def fingerprint(key, has_content=None):
     return None if token is None else (version, token)
 
 
-@dataclass
-class Offer:
-    """A response being made that may be replayed (``request.META[OFFER]``)."""
-
-    key: str
-    fingerprint: tuple
-    path: str
-    recomputed: bool  # a processed result that is not cached: replayable with a recipe only
-    file: str = None
-    recipe: "Recipe" = None
-
-
-def offer(request, item, processed):
-    """Mark the response ``reading.serve`` is making for ``item`` as replayable
-    when the request allows it; call before reading its bytes."""
-    if not enabled() or not _replayable(request.META):
-        return
-    token = fingerprint(item.key, item.has_content)
-    if token is not None:
-        recomputed = processed and not settings.ISTORE_CACHE_DERIVATIVES
-        request.META[OFFER] = Offer(item.key, token, request.path, recomputed)
-
-
-def handed_to_nginx(request, path):
-    """Note that the response offered for replay hands the cache file ``path``
-    to nginx (X-Accel-Redirect): a replay then also needs the file to exist.
-    Cache files are never rewritten in place, only evicted, so existing is
-    enough."""
-    offered = request.META.get(OFFER)
-    if offered is not None:
-        offered.file = path
-
-
-def recompute_with(request, recipe):
-    """Note how the uncached processed result being offered is made again."""
-    offered = request.META.get(OFFER)
-    if offered is not None:
-        offered.recipe = recipe
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """An operation on a local source file, and the identity of that file
-    (device, inode, mtime, size) when the result was made.
-
-    With ``ISTORE_CACHE_DERIVATIVES=false`` a replay of a processed result
-    keeps Django's headers and runs the operation again: the pixels are
-    computed on every request, as the setting asks; only the request cycle
-    (routing, lookup, access, validation, headers) is skipped.
-    """
-
-    operation: object
-    path: str
-    content_type: str
-    identity: tuple
-
-    @classmethod
-    def of(cls, operation, path, content_type):
-        """The recipe of ``operation`` run on the file ``path`` as it is now; None when it is gone."""
-        try:
-            return cls(operation, path, content_type, file_identity(os.stat(path)))
-        except OSError:
-            return None
-
-    def run(self):
-        """The result's bytes, or None when the file is no longer the one recorded."""
-        if file_identity(os.stat(self.path)) != self.identity:
-            return None
-        with metrics.processing_timer(self.operation.name):
-            return self.operation.run(self.path, self.content_type).data
-
-
-def _replayable(environ):
-    return environ.get("REQUEST_METHOD") == "GET" and not any(name in environ for name in _DJANGO_ONLY)
+def _eligible(environ):
+    """The key a replay of this request would serve, or None when Django must answer it."""
+    if environ.get("REQUEST_METHOD") != "GET" or any(name in environ for name in _DJANGO_ONLY):
+        return None
+    target = environ.get("RAW_URI")
+    if not target or "meta=" in environ.get("QUERY_STRING", ""):
+        return None
+    try:
+        key = keys.key_from_request(environ, None)
+    except keys.InvalidKey:
+        return None
+    if keys.is_reserved(key) or keys.is_directory(key) or keys.split_verb(key)[1]:
+        return None
+    return key
 
 
 def _request_key(environ):
-    target = environ.get("RAW_URI") or environ.get("PATH_INFO", "") + "?" + environ.get("QUERY_STRING", "")
     return (environ.get("HTTP_HOST"), environ.get("wsgi.url_scheme"), environ.get("HTTP_X_FORWARDED_PROTO"),
-            target)
+            environ["RAW_URI"])
 
 
 @dataclass(frozen=True)
 class Entry:
     key: str
     fingerprint: tuple
-    path: str
+    path: str  # the request's path, for the request log
     status: str
     headers: list
     body: bytes
     file: str = None  # the cache file nginx sends, for X-Accel-Redirect answers
-    recipe: Recipe = None  # makes the body again, which is then not kept
+    query: str = None  # set when the body is read again on each replay (uncached processed results)
 
     @property
     def size(self):
         """Bytes held, Python's object headers included (measured with
-        tracemalloc, rounded up): what the LRU bounds by ISTORE_REPLAY_CACHE_BYTES."""
+        tracemalloc, rounded up: benchmarks/replay_entry_size.py): what the
+        LRU bounds by ISTORE_REPLAY_CACHE_BYTES."""
         per_header = 160  # a (name, value) tuple and its two strings
-        overhead = 500 + (600 if self.recipe is not None else 0)  # entry, fingerprint, request key; operation
+        overhead = 500  # the entry, its fingerprint and request key
         return (len(self.body) + sum(len(name) + len(value) + per_header for name, value in self.headers)
-                + 2 * len(self.key) + overhead)
+                + 2 * len(self.key) + len(self.query or "") + overhead)
 
 
-class ReplayMiddleware:
+class ReplayLayer:
     """WSGI middleware: answer from ``Entry``s while their fingerprint holds."""
 
     def __init__(self, application):
@@ -192,7 +142,8 @@ class ReplayMiddleware:
         self.lock = threading.Lock()
 
     def __call__(self, environ, start_response):
-        if not enabled() or not _replayable(environ):
+        key = _eligible(environ) if enabled() else None
+        if key is None:
             return self.application(environ, start_response)
         request_key = _request_key(environ)
         with self.lock:
@@ -208,7 +159,7 @@ class ReplayMiddleware:
                 return [body]
             with self.lock:
                 self.entries.pop(request_key, None)
-        return self._record(request_key, environ, start_response)
+        return self._record(key, request_key, environ, start_response)
 
     def _answer(self, entry):
         """(headers, body) of the replay of ``entry``, or None when it is stale."""
@@ -217,18 +168,28 @@ class ReplayMiddleware:
                 return None
             if fingerprint(entry.key) != entry.fingerprint:
                 return None
-            if entry.recipe is None:
+            if entry.query is None:
                 return entry.headers, entry.body
-            body = entry.recipe.run()
-            if body is None:
-                return None
-            return [(name, str(len(body)) if name.lower() == "content-length" else value)
-                    for name, value in entry.headers], body
+            body = reading.read(entry.key, entry.query)
+            try:
+                with body.open() as handle:
+                    data = handle.read()
+            finally:
+                body.close()
+            return [(name, str(len(data)) if name.lower() == "content-length" else value)
+                    for name, value in entry.headers], data
         except Exception:  # noqa: BLE001 - Django answers, and reports, whatever this was
             logger.debug("replay failed for %r; Django answers", entry.key, exc_info=True)
             return None
 
-    def _record(self, request_key, environ, start_response):
+    def _record(self, key, request_key, environ, start_response):
+        try:
+            token = fingerprint(key)
+        except Exception:  # noqa: BLE001 - no replay then; Django answers and reports
+            logger.debug("no fingerprint for %r", key, exc_info=True)
+            token = None
+        if token is None:
+            return self.application(environ, start_response)
         answer = {}
 
         def capture(status, headers, exc_info=None):
@@ -236,24 +197,20 @@ class ReplayMiddleware:
             return start_response(status, headers, exc_info)
 
         result = self.application(environ, capture)
-        offered = environ.pop(OFFER, None)
-        if offered is None or not answer.get("status", "").startswith("200"):
+        if not answer.get("status", "").startswith("200"):
             return result
         names = {name.lower(): value for name, value in answer["headers"]}
         length = names.get("content-length", "")
-        if ("vary" in names or "set-cookie" in names or ("x-accel-redirect" in names and offered.file is None)
-                or not length.isdigit()):
+        if "vary" in names or "set-cookie" in names or not length.isdigit():
             return result
-        entry = Entry(offered.key, offered.fingerprint, offered.path, answer["status"], list(answer["headers"]),
-                      b"", offered.file, offered.recipe)
-        if offered.recomputed:
-            if offered.recipe is not None:
-                self._store(request_key, entry)
+        entry = Entry(key, token, environ.get("PATH_INFO", ""), answer["status"], list(answer["headers"]), b"",
+                      file=_accel_file(names.get("x-accel-redirect")))
+        if "apply=" in environ.get("QUERY_STRING", "") and not settings.ISTORE_CACHE_DERIVATIVES:
+            self._store(request_key, replace(entry, query=environ.get("QUERY_STRING", "")))
             return result
         if int(length) > settings.ISTORE_REPLAY_MAX_BODY_BYTES:
             return result
-        return _Recording(result, lambda body: self._store(request_key, replace(entry, body=body)),
-                          int(length))
+        return _Recording(result, lambda body: self._store(request_key, replace(entry, body=body)), int(length))
 
     def _store(self, request_key, entry):
         with self.lock:
@@ -261,6 +218,14 @@ class ReplayMiddleware:
                 self.entries[request_key] = entry
             except ValueError:  # larger than the whole cache
                 pass
+
+
+def _accel_file(location):
+    """The cache file an ``X-Accel-Redirect`` target names (``serving._accel_location``), or None."""
+    prefix = settings.ISTORE_ACCEL_REDIRECT.rstrip("/") + "/"
+    if not location or not location.startswith(prefix):
+        return None
+    return str(Path(settings.ISTORE_CACHE_DIR) / unquote(location[len(prefix):]))
 
 
 class _Recording:

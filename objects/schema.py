@@ -29,7 +29,7 @@ from django.conf import settings
 from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from . import keys, listing
+from . import jsontext, keys, listing
 from .responses import error
 
 OPENAPI_VERSION = "3.1.0"
@@ -380,7 +380,7 @@ def build():
 def schema_view(request):
     if request.method not in ("GET", "HEAD"):
         return error(405, "method_not_allowed", "/_schema/ is read-only: use GET.", headers={"Allow": "GET, HEAD"})
-    body = listing.dumps(build()).encode("utf-8")
+    body = jsontext.dumps(build()).encode("utf-8")
     response = HttpResponse(body, content_type="application/json")
     response["Content-Length"] = str(len(body))
     response["Cache-Control"] = "public, max-age=300"

@@ -11,7 +11,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from .errors import ApiError, BadRequest, NotFound
 
-from . import access, content, keys, listing, payloads, reading, verbs, writing
+from . import access, content, keys, listing, payloads, reading, serving, verbs, writing
 from .models import Item
 from .responses import error, error_response, json_response
 
@@ -53,7 +53,11 @@ def get(request, key):
     item = find(key)
     if meta:
         return json_response(item.as_dict())
-    return reading.serve(request, item)
+    body = reading.read(item.key, request.GET, item=item)
+    try:
+        return serving.respond(request, body)
+    finally:
+        body.close()
 
 
 def find(key):

@@ -94,9 +94,6 @@ class Body:
     opener: Callable | None = None  # returns a binary file object (remote storage)
     to_local: Callable | None = None  # returns a local path holding the bytes (copies remote storage)
     processed: bool = False
-    # A processed result that is not cached: how to make its bytes again
-    # (``Recipe``), so a replay can recompute them without Django.
-    recipe: object = None
     _handed_out: bool = field(default=False, repr=False)
 
     def open(self):

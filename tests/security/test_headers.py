@@ -13,7 +13,7 @@ on istore's origin.
 
 Which types run script was checked in headless Chromium with nosniff (see
 docs/security.md): besides the types above, ``text/xsl`` and any comma list
-whose last entry is such a type (``text/plain,text/html``) do; responses.py
+whose last entry is such a type (``text/plain,text/html``) do; serving.py
 sandboxes them too, and the tests at the end check it.
 """
 import pytest

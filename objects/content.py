@@ -8,20 +8,18 @@ inside its transaction and deletes the old blob only after commit, so a failed
 or interrupted upload leaves the previous content in place.
 """
 import hashlib
-import mimetypes
 import os
 import uuid
 from dataclasses import dataclass
 
-import filetype
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import TemporaryUploadedFile
 
 from .errors import BadRequest, PayloadTooLarge
+from .mediatypes import FALLBACK_TYPE, guess_type
 
 CHUNK = 256 * 1024
-FALLBACK_TYPE = "application/octet-stream"
 
 
 @dataclass
@@ -45,19 +43,10 @@ def new_content_name():
     return f"content/{token[:2]}/{token[2:4]}/{token}"
 
 
-def sniff_type(head, key):
-    """A content type from the first bytes, then from the key's extension."""
-    kind = filetype.guess(head) if head else None
-    if kind is not None:
-        return kind.mime
-    guessed, _ = mimetypes.guess_type(key.rsplit("/", 1)[-1], strict=False)
-    return guessed or FALLBACK_TYPE
-
-
 def _store_temp_file(temp, key, content_type, digest, size, head):
     """Move a finished temporary file into storage and describe it."""
     if not content_type or content_type == FALLBACK_TYPE:
-        content_type = sniff_type(head, key)
+        content_type = guess_type(key, head)
     temp.seek(0)
     name = default_storage.save(new_content_name(), temp)
     return StoredContent(name, size, content_type, digest)
@@ -109,7 +98,7 @@ def store_uploaded_file(uploaded, key):
         digest.update(chunk)
     content_type = uploaded.content_type
     if not content_type or content_type == FALLBACK_TYPE:
-        content_type = sniff_type(head, uploaded.name or key)
+        content_type = guess_type(uploaded.name or key, head)
     uploaded.seek(0)
     name = default_storage.save(new_content_name(), uploaded)
     return StoredContent(name, uploaded.size, content_type, digest.hexdigest())

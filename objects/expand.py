@@ -12,16 +12,21 @@ order; fetching a frame key reads the frame through ``self://``.
 import math
 import numbers
 
-from .errors import BadRequest, translated
-
 from . import cache, keys, reading, writing
+from .errors import BadRequest, translated
 from .verbs import verb
 
 MAX_FRAMES = 1_000_000
 
 
+def frames_prefix(directory, video):
+    """What every frame key of ``video`` under ``directory`` starts with: the
+    seconds follow, zero-padded to the width of the last one."""
+    return f"{directory}self://{keys.escape_for_self(video)}?apply=frame&sec="
+
+
 def frame_key(directory, video, second, width):
-    return f"{directory}self://{keys.escape_for_self(video)}?apply=frame&sec={second:0{width}d}"
+    return f"{frames_prefix(directory, video)}{second:0{width}d}"
 
 
 def timestamp(second):

@@ -99,16 +99,6 @@ def parse_key(key):
     return ParsedKey(key, key[: key.rfind("/") + 1], None, None)
 
 
-def check_source_scheme(key):
-    """Raise BadRequest when the key embeds a source with a scheme istore cannot fetch."""
-    from .sources import resolver_for  # the resolver registry knows the schemes
-
-    parsed = parse_key(key)
-    if parsed.scheme is not None:
-        resolver_for(parsed.scheme)
-    return parsed
-
-
 def dir_of(key):
     """The directory a key lists under directly (``/a/b/`` for ``/a/b/`` itself)."""
     return parse_key(key).dir

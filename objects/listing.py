@@ -10,9 +10,8 @@ millions of deeper keys costs one query per child.
 """
 from urllib.parse import urlencode, quote
 
-from .errors import BadRequest
-
 from . import jsontext, keys
+from .errors import BadRequest
 from .models import RENDERED_FIELDS, Item
 from .models import render as render_row
 

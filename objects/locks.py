@@ -26,7 +26,6 @@ Two implementations behind one call, ``single_flight(lock_dir, name, wait)``:
 """
 import errno
 import fcntl
-import hashlib
 import logging
 import os
 import threading
@@ -34,6 +33,8 @@ import time
 from contextlib import ExitStack, contextmanager
 
 from django.conf import settings
+
+from .digests import sha256_hex
 
 logger = logging.getLogger("objects.cache")
 
@@ -43,10 +44,6 @@ REDIS_POLL = 0.01  # seconds between two attempts of a waiter on a Redis lock
 REDIS_PREFIX = "istore:lock:"
 _FILE_POLL_MAX = 0.02
 _WARN_EVERY = 10.0  # seconds between two warnings of one kind
-
-
-def digest(text):
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 # -- rate-limited warnings ------------------------------------------------------------
@@ -155,7 +152,7 @@ def redis_lock(client, name, wait, ttl=REDIS_LOCK_TTL):
     """
     from redis.exceptions import LockError, RedisError
 
-    lock = client.lock(REDIS_PREFIX + digest(name), timeout=ttl, sleep=REDIS_POLL, blocking=True,
+    lock = client.lock(REDIS_PREFIX + sha256_hex(name), timeout=ttl, sleep=REDIS_POLL, blocking=True,
                        blocking_timeout=wait, thread_local=False)
     acquired = lock.acquire()
     if not acquired:
@@ -185,7 +182,7 @@ def redis_lock(client, name, wait, ttl=REDIS_LOCK_TTL):
 @contextmanager
 def file_lock(lock_dir, name, wait):
     """Hold the host-wide ``flock`` for ``name`` under ``lock_dir`` (see the module docstring)."""
-    name_digest = digest(name)
+    name_digest = sha256_hex(name)
     directory = lock_dir / name_digest[:2]
     path = directory / f"{name_digest}.lock"
     deadline = time.monotonic() + wait

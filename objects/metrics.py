@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import REGISTRY, multiprocess
 
+from . import keys
+
 REQUESTS = Counter("istore_requests_total", "HTTP requests answered", ["method", "kind", "status"])
 LATENCY = Histogram("istore_request_seconds", "Time to answer a request", ["method", "kind"],
                     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
@@ -28,8 +30,9 @@ def request_kind(method, path, status):
     """A low-cardinality label for a request (never the key itself)."""
     if path.startswith("/_"):
         return path.split("/", 2)[1] or "reserved"
-    if path.rsplit("/", 1)[-1] in ("_search", "_expand", "_create_index"):
-        return path.rsplit("/", 1)[-1]
+    verb = path.rsplit("/", 1)[-1]
+    if verb in keys.VERBS:
+        return verb
     return "directory" if path.endswith("/") else "key"
 
 

@@ -13,13 +13,13 @@ The namespace: one ``Item`` row per key.
 - ``dir`` is the materialized path: the directory the key lists under
   directly (see ``keys.parse_key``).
 """
-import hashlib
 
 from django.db import connections, models, router
 from django.db.models import sql
 from django.db.models.constants import OnConflict
 
 from . import keys
+from .digests import sha256_hex
 
 
 class Bytewise:
@@ -41,7 +41,8 @@ class BytewiseCharField(Bytewise, models.CharField):
 
 
 def hash_key(key):
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+    """The unique, fixed-size name of a key (``key_hash``)."""
+    return sha256_hex(key)
 
 
 class ItemManager(models.Manager):

@@ -14,9 +14,8 @@ from django.core.files.uploadhandler import FileUploadHandler
 from django.http import QueryDict
 from django.http.multipartparser import MultiPartParserError
 
-from .errors import ApiError, BadRequest, PayloadTooLarge
-
 from . import content, jsontext
+from .errors import ApiError, BadRequest, PayloadTooLarge
 from .writing import InvalidMetadata
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")

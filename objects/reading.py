@@ -35,7 +35,9 @@ from processing import operations
 
 from . import cache as shared_cache
 from . import content, keys, metrics, sources
+from .digests import digest
 from .errors import NotFound, translated
+from .mediatypes import FALLBACK_TYPE
 from .models import Item
 
 logger = logging.getLogger(__name__)
@@ -107,7 +109,7 @@ def _upload_body(item):
 
     return sources.Body(
         size=item.content_size,
-        content_type=item.content_type or content.FALLBACK_TYPE,
+        content_type=item.content_type or FALLBACK_TYPE,
         etag=item.content_etag,
         version=f"upload:{item.content_etag}",
         last_modified=item.updated.astimezone(dt_timezone.utc) if item.updated else None,
@@ -157,12 +159,12 @@ def _local_file(body, tmp_dir):
 
 def _derived(body, operation, derivative):
     """The Body of a processed result (a ``cache.Derivative``): its cached file, or its bytes."""
-    version = "derived:" + sources.base.digest(body.version, operation.cache_key)
+    version = "derived:" + digest(body.version, operation.cache_key)
     handle = derivative.handle
     return sources.Body(
         size=os.fstat(handle.fileno()).st_size if handle is not None else len(derivative.data),
         content_type=derivative.content_type,
-        etag=sources.base.digest(version),
+        etag=digest(version),
         version=version,
         last_modified=body.last_modified,
         cache_control=body.cache_control,

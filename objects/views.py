@@ -9,9 +9,8 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from django.http import HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from .errors import ApiError, BadRequest, NotFound
-
 from . import access, content, keys, listing, payloads, reading, serving, verbs, writing
+from .errors import ApiError, BadRequest, NotFound
 from .models import Item
 from .responses import error, error_response, json_response
 

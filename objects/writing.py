@@ -17,10 +17,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from .errors import BadRequest, NotFound
-
 from . import content as content_store
-from . import jsontext, keys, signals
+from . import jsontext, keys, signals, sources
+from .errors import BadRequest, NotFound
 from .models import Item, hash_key
 
 
@@ -94,7 +93,7 @@ def write(key, metadata=None, *, replace=False, stored=None):
     (objects.content.StoredContent) that replaces the old content.
     """
     keys.validate_key(key)
-    keys.check_source_scheme(key)
+    sources.check_scheme(key)
     if metadata is not None:
         check_metadata(metadata)
     try:
@@ -166,7 +165,7 @@ def upsert_many(entries, *, batch_size=1000):
     entries = list(entries)
     for key, metadata in entries:
         keys.validate_key(key)
-        keys.check_source_scheme(key)
+        sources.check_scheme(key)
         check_metadata(metadata)
     created = updated = 0
     now = timezone.now()

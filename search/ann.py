@@ -34,11 +34,10 @@ from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
 
-from objects.errors import NotFound
-
 from . import exact
 from .models import Vector, VectorIndex, slot_of
 from .vectors import DTYPE
+from objects.errors import NotFound
 
 logger = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ one deletes it. An ANN index built from the rows with ``id <= watermark`` is
 therefore kept exact by scanning the rows with ``id > watermark`` (written
 since) and dropping index hits whose row is gone (deleted or replaced since).
 """
-import hashlib
 
 from django.db import models
 
+from objects.digests import sha256_hex
 from objects.models import BytewiseCharField, BytewiseTextField
 
 # Indexed key prefix: (field, dim, key_prefix) must stay under PostgreSQL's
@@ -52,7 +52,7 @@ class Vector(models.Model):
 
 def slot_of(directory, field):
     """A fixed-size name for (directory, field): directories may be 4 kB long."""
-    return hashlib.sha256(f"{directory}\x00{field}".encode("utf-8")).hexdigest()
+    return sha256_hex(f"{directory}\x00{field}")
 
 
 class VectorIndex(models.Model):

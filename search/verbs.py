@@ -9,11 +9,10 @@ from objects.models import Item, hash_key
 from objects.verbs import verb
 from objects import keys as object_keys
 
-from objects.errors import BadRequest
-
 from . import ann
 from .models import MAX_FIELD_CHARS, Vector
 from .vectors import as_unit, unpack
+from objects.errors import BadRequest
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 1000

@@ -19,7 +19,7 @@ from django.db import connection
 from django.db.models import Q
 from django.db.models.fields.json import KeyTransform
 
-from .. import keys, listing
+from .. import expand, keys, listing
 from ..models import Item, hash_key
 from . import previews
 
@@ -232,7 +232,7 @@ def find(text, prefix, after=None, size=None):
 
 def frame_prefix(item):
     """The key prefix ``_expand`` gives the frames of ``item`` in its own folder (§8)."""
-    return f"{item.dir}self://{keys.escape_for_self(item.key)}?apply=frame&sec="
+    return expand.frames_prefix(item.dir, item.key)
 
 
 def frames_of(item, limit=None):

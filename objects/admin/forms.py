@@ -11,9 +11,8 @@ import json
 from django import forms
 from django.core.exceptions import ValidationError
 
-from ..errors import ApiError
-
 from .. import keys, writing
+from ..errors import ApiError
 
 MERGE, REPLACE = "merge", "replace"
 

@@ -16,11 +16,10 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from ..errors import ApiError
-
-from .. import content, keys, listing, writing
-from ..models import Item, hash_key
 from . import browse, previews
+from .. import content, keys, listing, writing
+from ..errors import ApiError
+from ..models import Item, hash_key
 from .forms import REPLACE, MetadataForm, NewItemForm, pretty
 
 TEMPLATES = "admin/objects/item/"

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 from ..errors import ServiceUnavailable
-
 from .base import CHUNK, BaseCache, CacheUnavailable
 from .derivatives import DerivativesMixin
 

@@ -10,22 +10,18 @@ there before releasing the lock, a waiter on another host reads it there).
 Those entries are content-addressed (source version + operation), so they
 need no forgetting: they expire.
 """
-import hashlib
 import io
 from dataclasses import dataclass
 
 from django.conf import settings
 
 from .. import locks
+from ..digests import sha256_hex
 from .base import CacheUnavailable
 
 SHARED_DERIVATIVE_SECONDS = 600
 SHARED_DERIVATIVE_MAX_BYTES = 8 * 1024 * 1024
 SHARED_PREFIX = "istore:drv:"
-
-
-def _digest(text):
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass
@@ -42,7 +38,7 @@ class DerivativesMixin:
 
     @staticmethod
     def derivative_key(version, op_key):
-        return "drv:" + _digest(f"{version}\0{op_key}")
+        return "drv:" + sha256_hex(f"{version}\0{op_key}")
 
     # -- derivatives shared through Redis ----------------------------------------------------------
 

@@ -19,9 +19,8 @@ import sys
 from django.core.management.base import CommandError
 from tqdm import tqdm
 
-from ..errors import BadRequest
-
 from .. import keys
+from ..errors import BadRequest
 from ..writing import InvalidMetadata, check_metadata
 
 MiB = 1024 * 1024

@@ -10,14 +10,15 @@ one module with a ``Resolver`` subclass, added to ``BUILTIN`` or passed to
 ``register``; writes of keys with other schemes are refused through
 ``resolver_for``.
 """
+from .. import keys
 from ..errors import BadRequest
-
 from .base import Body, Context, Resolver
 from .file import FileResolver
 from .http import HttpResolver
 from .self import SelfResolver
 
-__all__ = ["Body", "Context", "Resolver", "register", "resolver_for", "open_source", "fingerprint", "schemes"]
+__all__ = ["Body", "Context", "Resolver", "register", "resolver_for", "check_scheme", "open_source", "fingerprint",
+           "schemes"]
 
 _REGISTRY = {}
 
@@ -45,6 +46,16 @@ def resolver_for(scheme):
             f"The key embeds a source with the scheme {scheme!r}, which istore cannot fetch; "
             f"supported schemes: {', '.join(sorted(_REGISTRY))}."
         ) from None
+
+
+def check_scheme(key):
+    """Raise UnknownScheme when ``key`` embeds a source with a scheme istore
+    cannot fetch (so such a key is refused when it is written, not only when
+    it is read); return the parsed key."""
+    parsed = keys.parse_key(key)
+    if parsed.scheme is not None:
+        resolver_for(parsed.scheme)
+    return parsed
 
 
 def open_source(url, context):

@@ -12,65 +12,21 @@ subclass, registered by scheme in ``objects.sources``.
 for processed results, so a ``self://`` source is simply the Body of another
 read.
 """
-import hashlib
 import io
-import mimetypes
 import os
-import re
 import shutil
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
-import filetype
-
-FALLBACK_TYPE = "application/octet-stream"
 DEFAULT_CACHE_CONTROL = "public, no-cache"
-# A media type as a header may carry it; anything else (control characters,
-# lists, garbage from an origin) is replaced by a sniffed type.
-_MEDIA_TYPE_RE = re.compile(r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+(\s*;[\x20-\x7e]*)?$")
-SNIFF_BYTES = 8192
-
-
-def digest(*parts):
-    """A short, stable, quote-free hex digest of ``parts`` (for ETags and cache keys)."""
-    h = hashlib.sha256()
-    for part in parts:
-        h.update(str(part).encode("utf-8", "surrogatepass"))
-        h.update(b"\0")
-    return h.hexdigest()[:40]
-
-
-def guess_type(name, head=b""):
-    """A content type from a file name's extension, then from the first bytes."""
-    guessed, _ = mimetypes.guess_type(name.rsplit("/", 1)[-1], strict=False)
-    if guessed:
-        return guessed
-    kind = filetype.guess(head) if head else None
-    return kind.mime if kind is not None else FALLBACK_TYPE
-
-
-def clean_type(value):
-    """``value`` if it is a well-formed media type, else None."""
-    value = (value or "").strip()
-    if value and _MEDIA_TYPE_RE.match(value) and not value.lower().startswith(FALLBACK_TYPE):
-        return value
-    return None
 
 
 def file_identity(info):
     """What makes a file the same file (a ``stat`` result): replaced, rewritten
     or swapped for another, one of these changes."""
     return info.st_dev, info.st_ino, info.st_mtime_ns, info.st_size
-
-
-def read_head(path):
-    try:
-        with open(path, "rb") as handle:
-            return handle.read(SNIFF_BYTES)
-    except OSError:
-        return b""
 
 
 @dataclass

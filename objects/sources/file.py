@@ -16,7 +16,6 @@ stats the file (revalidation by mtime and size) and serves it directly; the
 version that keys derived results is (path, mtime, size, inode).
 """
 import functools
-import mimetypes
 import os
 import stat
 from datetime import datetime, timezone
@@ -24,9 +23,10 @@ from urllib.parse import unquote
 
 from django.conf import settings
 
+from ..digests import digest
 from ..errors import BadRequest, Forbidden, NotFound, PayloadTooLarge
-
-from .base import Body, Resolver, digest, file_identity, guess_type
+from ..mediatypes import SNIFF_BYTES, guess_type
+from .base import Body, Resolver, file_identity
 
 PREFIX = "file://"
 
@@ -134,10 +134,8 @@ class FileResolver(Resolver):
         except BaseException:
             os.close(fd)
             raise
-        content_type = mimetypes.guess_type(opened, strict=False)[0]
-        if content_type is None:
-            content_type = guess_type(opened, handle.read(8192))
-            handle.seek(0)
+        content_type = guess_type(opened, handle.read(SNIFF_BYTES))
+        handle.seek(0)
         version = f"file:{opened}\0{info.st_mtime_ns}\0{info.st_size}\0{info.st_ino}"
         return Body(
             size=info.st_size,

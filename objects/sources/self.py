@@ -16,9 +16,8 @@ request (a cycle), is 508.
 """
 from django.conf import settings
 
-from ..errors import LoopDetected
-
 from .. import keys
+from ..errors import LoopDetected
 from .base import Resolver
 
 PREFIX = "self://"

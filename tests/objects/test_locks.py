@@ -10,6 +10,7 @@ import pytest
 from objects import cache as shared_cache
 from objects import locks
 from objects.cache import SharedCache
+from objects.digests import sha256_hex
 from tests.objects.conftest import assert_exclusive_across_processes
 from tests.servers import unavailable
 
@@ -42,7 +43,7 @@ def unique(name):
 
 
 def redis_key(name):
-    return locks.REDIS_PREFIX + locks.digest(name)
+    return locks.REDIS_PREFIX + sha256_hex(name)
 
 
 def test_redis_lock_is_used_when_configured(redis_url, tmp_path):

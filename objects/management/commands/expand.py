@@ -2,7 +2,7 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from ...errors import ApiError
+from objects.errors import ApiError
 from objects import expand, writing
 
 from .. import Run, add_progress_argument, directory_prefix, positive_int

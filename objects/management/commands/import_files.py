@@ -24,7 +24,7 @@ import os
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ...errors import ApiError
+from objects.errors import ApiError
 from objects import content as content_store
 from objects import keys, writing
 from objects.management import (

@@ -34,9 +34,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from ...errors import ApiError
+from objects.errors import ApiError
 from objects import content as content_store
-from objects import keys, signals
+from objects import keys, signals, sources
 from objects.management import (
     DATA_MARK, Base64Stream, LineError, Lines, MiB, Run, add_progress_argument, check_addressable, open_input,
     positive_int,
@@ -108,7 +108,7 @@ def parse_record(number, data):
         raise LineError(f"unknown fields {unknown}; a line holds _id, _filepath, metadata and _-fields only")
     try:
         keys.validate_key(key)
-        keys.check_source_scheme(key)
+        sources.check_scheme(key)
         check_addressable(key)
         metadata = check_metadata(data.get("metadata", {}))
     except ApiError as exc:

@@ -21,8 +21,8 @@ import re
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
-from ...errors import ApiError
-from objects import keys, writing
+from objects.errors import ApiError
+from objects import keys, sources, writing
 from objects.management import (
     LineError, Lines, Run, add_progress_argument, check_addressable, directory_prefix, metadata_option,
     open_input, positive_int,
@@ -60,7 +60,7 @@ def parse_line(text, prefix, defaults):
     key = prefix + url
     try:
         keys.validate_key(key)
-        keys.check_source_scheme(key)
+        sources.check_scheme(key)
         check_addressable(key)
         metadata = writing.check_metadata(metadata)
         if defaults:

@@ -15,7 +15,7 @@ from cachecontrol.cache import SeparateBodyBaseCache
 from cachecontrol.controller import CacheController
 from cachecontrol.heuristics import LastModified
 
-from ..base import digest
+from ...digests import digest
 
 META = "srcmeta:"
 BODY = "srcbody:"

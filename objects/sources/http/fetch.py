@@ -14,10 +14,9 @@ from django.dispatch import receiver
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import ReadTimeoutError
 
-from ...errors import BadGateway, GatewayTimeout, NotFound, PayloadTooLarge
-
-from ... import metrics
 from .. import guard
+from ... import metrics
+from ...errors import BadGateway, GatewayTimeout, NotFound, PayloadTooLarge
 
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 # An uncached body at least this big, of known length and not content-encoded,

@@ -15,12 +15,13 @@ import requests
 from cachecontrol.controller import CacheController
 from django.conf import settings
 
-from ...errors import BadRequest
-
+from .. import guard
 from ... import cache as shared_cache
 from ... import metrics
-from .. import guard
-from ..base import FALLBACK_TYPE, SNIFF_BYTES, Body, Resolver, clean_type, digest, guess_type, read_head
+from ...digests import digest
+from ...errors import BadRequest
+from ...mediatypes import SNIFF_BYTES, clean_type, guess_type
+from ..base import Body, Resolver
 from .caching import BODY, META, SYNTHETIC_ETAG, TOKEN_TAG, _HEURISTIC, _PARSER, _SourceStore
 from .fetch import SourceError, SourceNotFound, _SourceReader, _streamable, _too_large, get, session
 
@@ -192,7 +193,7 @@ class HttpResolver(Resolver):
 
     def _body(self, url, headers, handle, path, token):
         size = os.fstat(handle.fileno()).st_size
-        return Body(**self._describe(url, headers, size, token, lambda: read_head(path)), handle=handle, path=path)
+        return Body(**self._describe(url, headers, size, token, lambda: _read_head(path)), handle=handle, path=path)
 
     def _describe(self, url, headers, size, token, head):
         """What a Body of these bytes says about them; ``head()`` gives their first bytes, for sniffing."""
@@ -200,9 +201,7 @@ class HttpResolver(Resolver):
         version = f"http:{url}\0{etag}\0{size}" if etag else f"http-body:{token}"
         content_type = clean_type(headers.get("content-type"))
         if content_type is None:
-            content_type = guess_type(urlsplit(url).path)
-            if content_type == FALLBACK_TYPE:
-                content_type = guess_type("", head())
+            content_type = guess_type(urlsplit(url).path, head())
         directives = _PARSER.parse_cache_control(headers)
         if "no-store" in directives:
             cache_control = "no-store"
@@ -219,3 +218,12 @@ class HttpResolver(Resolver):
             cache_control=cache_control,
         )
 
+
+
+def _read_head(path):
+    """The first bytes of the file at ``path``, for sniffing its type."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(SNIFF_BYTES)
+    except OSError:
+        return b""

@@ -28,6 +28,24 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="istore-metrics-")
 
 
+def on_starting(server):
+    """Check istore's settings once, before any worker starts: a missing or
+    wrong setting is one line on stderr, not a traceback from every worker."""
+    import sys
+
+    from django.core.exceptions import ImproperlyConfigured
+
+    before = set(sys.modules)
+    try:
+        import istore_site.settings  # noqa: F401
+    except ImproperlyConfigured as exc:
+        sys.exit(f"istore: {exc}")
+    finally:
+        # Workers import the settings themselves (and again after --reload).
+        for name in set(sys.modules) - before:
+            del sys.modules[name]
+
+
 def child_exit(server, worker):
     from prometheus_client import multiprocess
 

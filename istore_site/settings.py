@@ -61,7 +61,8 @@ SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
-            "SECRET_KEY is required unless DJANGO_DEBUG=true (make run and make test set it)."
+            "SECRET_KEY is required unless DJANGO_DEBUG=true: set it in the environment "
+            "(docs/deploy.md), or use make run, make superuser and make token, which use development settings."
         )
     SECRET_KEY = "istore-insecure-development-key-" + "x" * 32
 

@@ -15,7 +15,7 @@ description cannot drift from the server:
 OpenAPI path templates cannot say "this parameter spans several segments",
 so a key is described as the path parameter ``{key}`` with
 ``x-istore-multi-segment: true``: the whole request path, percent-decoded
-once, slashes included (SPEC §1). Tools that generate requests from the
+once, slashes included. Tools that generate requests from the
 description (schemathesis and the fuzz test in ``tests/security``) percent-
 encode what they put in ``{key}``, which is a valid key too.
 
@@ -103,7 +103,7 @@ def operation_parameters():
         "name": "apply",
         "in": "query",
         "required": False,
-        "description": "One processing operation (SPEC §7). Bad input is 400 naming the parameter; a source "
+        "description": "One processing operation (docs/processing.md). Bad input is 400 naming the parameter; a source "
                        "that is not an image (or video) is 415.",
         "schema": {"type": "string", "enum": list(REGISTRY)},
     }]
@@ -139,7 +139,7 @@ def _key_parameter():
         "in": "path",
         "required": True,
         "description": (
-            "The key: the request path percent-decoded once, without the query (SPEC §1). It spans "
+            "The key: the request path percent-decoded once, without the query. It spans "
             "several segments; slashes are significant and never merged. Valid UTF-8, at most "
             f"{keys.MAX_KEY_BYTES} bytes, no NUL or C0/C1 control characters. A key ending in '/' is a "
             "directory. The first '/' followed by '<scheme>://' splits it into a directory and an "
@@ -186,7 +186,7 @@ def _write_body():
     return {
         "required": False,
         "description": (
-            "Metadata and/or content (SPEC §3). POST merges metadata (RFC 7396), PUT replaces it. "
+            "Metadata and/or content. POST merges metadata (RFC 7396), PUT replaces it. "
             "Content is a multipart field 'file' or a raw body of any other Content-Type "
             f"(at most ISTORE_MAX_UPLOAD_BYTES, {settings.ISTORE_MAX_UPLOAD_BYTES} here)."
         ),
@@ -228,11 +228,11 @@ def _write_operation(method):
 def _verb_path(verb):
     bodies = {
         "_expand": ("#/components/schemas/ExpandRequest", "#/components/schemas/ExpandResult",
-                    "Register one item per second of a video (SPEC §8).", "201", ("400", "401", "404", "415")),
+                    "Register one item per second of a video (docs/video.md).", "201", ("400", "401", "404", "415")),
         "_search": ("#/components/schemas/SearchRequest", "#/components/schemas/SearchResult",
-                    "Similarity search over vectors in metadata (SPEC §8).", "200", ("400", "401")),
+                    "Similarity search over vectors in metadata (docs/search.md).", "200", ("400", "401")),
         "_create_index": ("#/components/schemas/CreateIndexRequest", "#/components/schemas/CreateIndexResult",
-                          "Build an approximate nearest-neighbour index (SPEC §8).", "201", ("400", "401", "404")),
+                          "Build an approximate nearest-neighbour index (docs/search.md).", "201", ("400", "401", "404")),
     }
     request, result, summary, status, errors = bodies[verb]
     return {
@@ -368,7 +368,7 @@ def build():
             "title": "istore",
             "version": "1",
             "description": "Object store, hierarchical metadata database, name service and image proxy in "
-                           "one HTTP namespace. The contract is SPEC.md; every error is "
+                           "one HTTP namespace, described in docs/api.md; every error is "
                            "{\"error\": code, \"detail\": text}.",
         },
         "paths": paths,

@@ -20,6 +20,8 @@ from objects import keys, writing
 from objects.admin import previews
 from objects.models import Item
 
+from tests.servers import LocalServer
+
 from .conftest import png, register_frames, webm
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -192,8 +194,45 @@ def test_failing_source_shows_a_placeholder_and_the_page_works(curator):
     curator.wait.until(lambda d: "istore-broken" in broken.get_attribute("class"))
     assert broken.get_attribute("src").endswith("no-preview.svg")
     assert curator.decoded_width(broken) > 0  # the placeholder itself, not a broken-image icon
+    curator.wait.until(lambda d: "source_forbidden" in (broken.get_attribute("title") or ""))
     ok = rows[1].find_element(curator.By.CSS_SELECTOR, "img")
     assert curator.decoded_width(ok) > 0 and "istore-broken" not in ok.get_attribute("class")
+
+
+def test_preview_of_a_source_whose_origin_went_down_says_why(curator, settings):
+    """A source fetched once, then unreachable: the placeholder names the status and the source's error."""
+    settings.ISTORE_ALLOW_LOOPBACK_SOURCES = True
+    image = png((90, 90, 200))
+    down = []
+
+    def answer(request):
+        if down:  # hang up without a word, on new and kept-alive connections alike
+            request.close_connection = True
+            return
+        request.send_response(200)
+        request.send_header("Content-Type", "image/png")
+        request.send_header("Content-Length", str(len(image)))
+        request.send_header("Cache-Control", "max-age=0, must-revalidate")  # never served stale
+        request.end_headers()
+        request.wfile.write(image)
+
+    origin = LocalServer(answer)
+    try:
+        key = f"/down/{origin.url('/photo.png')}"
+        writing.write(key, {"name": "origin goes down"})
+        assert curator.api("GET", key).status_code == 200, "the source is fetched (and cached) while it is up"
+        down.append(True)
+
+        curator.get("/_admin/objects/item/?dir=/down/")
+        thumb = curator.find("tr.istore-item-row img")
+        curator.wait.until(lambda d: "502" in (thumb.get_attribute("title") or ""))
+        assert "source_error" in thumb.get_attribute("title"), thumb.get_attribute("title")
+        curator.get(f"/_admin/objects/item/{Item.objects.get(key=key).pk}/change/")
+        reason = curator.find("#istore-preview-reason")
+        curator.wait.until(lambda d: reason.is_displayed())
+        assert "502" in reason.text and origin.url("/photo.png") in reason.text, reason.text
+    finally:
+        origin.close()
 
 
 def test_video_shows_its_frame_strip(curator):

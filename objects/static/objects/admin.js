@@ -2,9 +2,39 @@
  * istore admin: the metadata editor checks its JSON while you type and
  * refuses to submit text that is not a JSON object. The server checks again
  * (objects/admin/forms.py): this is for quick feedback, not for safety.
+ *
+ * A preview that fails (its source is down, refused, not an image) becomes a
+ * placeholder that says why: istore answers every error as JSON
+ * {"error", "detail"}, so the same URL is asked again and its answer shown.
  */
 (function () {
   "use strict";
+
+  function reasonOf(response) {
+    var status = response.status + (response.statusText ? " " + response.statusText : "");
+    if (response.ok) {
+      return Promise.resolve(status + ": the answer is not an image this browser can show");
+    }
+    return response.json().then(function (body) {
+      return status + ": " + body.error + ". " + body.detail;
+    }, function () { return status; });
+  }
+
+  window.istoreNoPreview = function (img) {
+    var src = img.currentSrc || img.src;
+    img.onerror = null;
+    img.classList.add("istore-broken");
+    img.title = "No preview";
+    img.src = img.getAttribute("data-placeholder");
+    fetch(src, {credentials: "same-origin"}).then(reasonOf).then(function (reason) {
+      img.title = "No preview: " + reason;
+      var note = img.id === "istore-preview" && document.getElementById("istore-preview-reason");
+      if (note) {
+        note.textContent = "No preview: " + reason;
+        note.hidden = false;
+      }
+    }).catch(function () { img.title = "No preview: istore did not answer"; });
+  };
 
   function statusFor(textarea) {
     var status = textarea.parentNode.querySelector(".istore-json-status");

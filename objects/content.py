@@ -3,9 +3,11 @@ Uploaded content: streaming request bodies into the configured storage.
 
 Bytes go to a temporary file on disk while their SHA-256 is computed (the
 strong ETag), never into memory, then into ``default_storage`` under a fresh
-random name that no key can steer. The caller swaps the item's content name
-inside its transaction and deletes the old blob only after commit, so a failed
-or interrupted upload leaves the previous content in place.
+random name that no key can steer, by ``save_durably``: on stable storage
+before the call returns. The caller swaps the item's content name inside its
+transaction and deletes the old blob only after commit, so a failed or
+interrupted upload leaves the previous content in place, and an item never
+names bytes that a power cut could take back (docs/durability.md).
 """
 import hashlib
 import os
@@ -16,6 +18,7 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import TemporaryUploadedFile
 
+from . import durable
 from .errors import BadRequest, PayloadTooLarge
 from .mediatypes import FALLBACK_TYPE, guess_type
 
@@ -48,8 +51,7 @@ def _store_temp_file(temp, key, content_type, digest, size, head):
     if not content_type or content_type == FALLBACK_TYPE:
         content_type = guess_type(key, head)
     temp.seek(0)
-    name = default_storage.save(new_content_name(), temp)
-    return StoredContent(name, size, content_type, digest)
+    return StoredContent(save_durably(temp), size, content_type, digest)
 
 
 def store_stream(read, key, content_type, expected_length=None):
@@ -100,8 +102,37 @@ def store_uploaded_file(uploaded, key):
     if not content_type or content_type == FALLBACK_TYPE:
         content_type = guess_type(uploaded.name or key, head)
     uploaded.seek(0)
-    name = default_storage.save(new_content_name(), uploaded)
-    return StoredContent(name, uploaded.size, content_type, digest.hexdigest())
+    return StoredContent(save_durably(uploaded), uploaded.size, content_type, digest.hexdigest())
+
+
+def save_durably(file, name=None):
+    """Save ``file`` (a Django ``File``) in the content storage, durably; return the name it got.
+
+    Every path that puts content into storage goes through here: the
+    namespace's raw and multipart uploads, the admin, the import commands,
+    the S3 protocol's PutObject and multipart completion. Call it before the
+    transaction that makes the content visible (``objects.writing.write``):
+    when it returns, the bytes survive a power cut, so a committed item never
+    names a file that could come back short or missing, and a crash between
+    the two leaves at most an orphan blob, which ``manage.py cleanup_content``
+    removes. ``name`` defaults to a fresh random content name.
+
+    On local disk (FileSystemStorage) the file, then each directory from its
+    folder up to the storage root, is fsynced (objects.durable); if that
+    fails the blob is deleted and the error raised, and nothing is
+    acknowledged. On S3 (django-storages) the save returns once S3 has
+    answered the PUT or completed the multipart upload, which S3 does only
+    after storing the object durably: nothing more is needed.
+    """
+    name = default_storage.save(name or new_content_name(), file)
+    path = local_path(name)
+    if path is not None:
+        try:
+            durable.make_durable(path, default_storage.location)
+        except BaseException:
+            delete_content(name)
+            raise
+    return name
 
 
 def delete_content(name):

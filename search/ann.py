@@ -6,10 +6,11 @@ since the index was built.
 Build: the watermark W is the highest ``Vector.id`` committed (on PostgreSQL
 read under a brief ``SHARE`` lock on the table, so no writer with a lower id
 is still in flight); the index holds the rows of (dir, field, dim) with
-``id <= W``, labelled by row id. It is saved through Django's default storage
-(local disk or S3), so every worker and host uses the same file, and recorded
-in ``VectorIndex`` (one per dir, field and vector length). Rebuilding replaces
-the record and deletes the old file once the new record is committed.
+``id <= W``, labelled by row id. It is saved in Django's default storage
+(local disk or S3), so every worker and host uses the same file, durably
+(``objects.content.save_durably``) before it is recorded in ``VectorIndex``
+(one per dir, field and vector length). Rebuilding replaces the record and
+deletes the old file once the new record is committed.
 
 Search: ask the index for more candidates than ``limit``, keep those whose
 row still exists (a deleted or changed vector has lost its row: rows are never
@@ -37,6 +38,7 @@ from django.db import transaction
 from . import exact
 from .models import Vector, VectorIndex, slot_of
 from .vectors import DTYPE
+from objects import content
 from objects.errors import NotFound
 
 logger = logging.getLogger(__name__)
@@ -98,7 +100,7 @@ def _build_one(directory, field, dim, watermark, total, progress):
         index.save(path)
         del index
         with open(path, "rb") as handle:
-            name = default_storage.save(_storage_name(slot, dim, watermark), File(handle))
+            name = content.save_durably(File(handle), _storage_name(slot, dim, watermark))
     try:
         with transaction.atomic():
             record = VectorIndex.objects.select_for_update().filter(slot=slot, dim=dim).first()

@@ -1,0 +1,54 @@
+"""
+Making a stored file survive a power cut: its bytes, then the directory
+entries that lead to it, reach stable storage before anyone is told it exists.
+
+``write`` and ``rename`` land in the kernel's page cache, which a power cut
+empties: a database row committed meanwhile could name a file that comes back
+short, empty or absent. ``fsync`` on the file makes its bytes and inode
+durable; the entry naming it lives in its directory, and a new directory's
+entry in its parent, so every level up to the storage root is synced as well
+(POSIX asks for it even where a journalling file system would not need it).
+Every level, not only those this write created: when two uploads race to
+create the same folder, the one that finds it already there must still wait
+for the entry the other made. Syncing a directory that holds nothing new
+costs a cache flush (~0.1 ms here).
+"""
+import os
+
+
+def sync_file(path):
+    """fsync the file at ``path``: its bytes and its inode."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def directories_to_sync(path, root):
+    """The directories whose entries lead from ``root``'s parent down to ``path``, deepest first."""
+    root = os.path.abspath(root)
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.commonpath([root, directory]) != root:
+        raise ValueError(f"{path} is not under {root}")
+    levels = [directory]
+    while directory != root:
+        directory = os.path.dirname(directory)
+        levels.append(directory)
+    levels.append(os.path.dirname(root))  # the root's own entry
+    return levels
+
+
+def sync_directory(path):
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def make_durable(path, root):
+    """fsync the new file at ``path``, then each directory from its folder up to ``root``'s parent."""
+    sync_file(path)
+    for directory in directories_to_sync(path, root):
+        sync_directory(directory)

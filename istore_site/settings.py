@@ -143,10 +143,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # a read lock; the busy timeout makes a writer wait instead of failing.
     # Connections are kept (CONN_MAX_AGE): when the last connection to a WAL
     # database closes, SQLite checkpoints with an fsync, ~20 ms per request.
+    # synchronous=FULL: a commit is on disk before it returns. Transactions
+    # run at NORMAL and sync the WAL after releasing the write lock, so
+    # concurrent writers share syncs (istore_site/sqlite3/base.py).
     DATABASES["default"]["OPTIONS"] = {
         "transaction_mode": "IMMEDIATE",
         "timeout": 30,
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;",
     }
     # A file, not :memory:, so that live-server tests see real concurrency.
     DATABASES["default"]["TEST"] = {"NAME": str(ISTORE_DATA_DIR / "test.sqlite3")}

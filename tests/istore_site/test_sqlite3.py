@@ -1,4 +1,5 @@
-"""istore_site.sqlite3: SQLite transactions queue on a file lock beside the database."""
+"""istore_site.sqlite3: SQLite transactions queue on a file lock beside the
+database, and a commit returns once the WAL holding it is synced."""
 import fcntl
 import multiprocessing
 import os
@@ -10,9 +11,9 @@ from django.db import OperationalError
 from istore_site.sqlite3.base import DatabaseWrapper
 
 
-def wrapper(path, timeout=5):
-    settings = {"ENGINE": "istore_site.sqlite3", "NAME": str(path), "OPTIONS": {"transaction_mode": "IMMEDIATE",
-                "timeout": timeout}, "TIME_ZONE": None, "CONN_MAX_AGE": 0, "CONN_HEALTH_CHECKS": False,
+def wrapper(path, timeout=5, init_command=""):
+    options = {"transaction_mode": "IMMEDIATE", "timeout": timeout, "init_command": init_command}
+    settings = {"ENGINE": "istore_site.sqlite3", "NAME": str(path), "OPTIONS": options, "TIME_ZONE": None, "CONN_MAX_AGE": 0, "CONN_HEALTH_CHECKS": False,
                 "AUTOCOMMIT": True, "ATOMIC_REQUESTS": False, "USER": "", "PASSWORD": "", "HOST": "", "PORT": "",
                 "TEST": {}}
     return DatabaseWrapper(settings, alias="sqlite3-test")
@@ -113,3 +114,68 @@ def test_concurrent_writers_all_commit(database):
         writer.join(60)
         assert writer.exitcode == 0, "a writer failed"
     assert connection.cursor().execute("SELECT count(*) FROM t").fetchone()[0] == 800
+
+
+# --- durable commits ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def wal_database(tmp_path, django_db_blocker):
+    """A database set up as settings.py sets up istore's."""
+    path = tmp_path / "wal.sqlite3"
+    with django_db_blocker.unblock():
+        connection = wrapper(path, init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
+        connection.cursor().execute("CREATE TABLE t (v integer)")
+        yield path, connection
+        connection.close()
+
+
+@pytest.fixture
+def syncs(monkeypatch):
+    """``(path synced, whether the write lock was free then)`` for every fdatasync and fsync."""
+    seen = []
+
+    def spied(real):
+        def sync(fd):
+            path = os.readlink(f"/proc/self/fd/{fd}")
+            seen.append((path, lock_is_free(path.removesuffix("-wal")) if path.endswith("-wal") else None))
+            real(fd)
+        return sync
+
+    monkeypatch.setattr(os, "fdatasync", spied(os.fdatasync))
+    monkeypatch.setattr(os, "fsync", spied(os.fsync))
+    return seen
+
+
+def synchronous(connection):
+    return connection.cursor().execute("PRAGMA synchronous").fetchone()[0]
+
+
+def test_a_commit_returns_once_its_wal_is_synced_outside_the_write_lock(wal_database, syncs):
+    path, connection = wal_database
+    insert(connection, 1)
+    wal = [free for synced, free in syncs if synced == f"{path}-wal"]
+    assert wal, f"committing a write must sync the WAL before it returns: {syncs}"
+    assert all(wal), "the WAL is synced after the write lock is released, so other writers go on meanwhile"
+
+
+def test_statements_outside_transactions_are_synced_by_sqlite(wal_database):
+    path, connection = wal_database
+    assert synchronous(connection) == 2, "outside a transaction the connection runs at synchronous=FULL"
+    insert(connection, 1)
+    assert synchronous(connection) == 2, "a commit puts synchronous=FULL back"
+    with pytest.raises(RuntimeError):
+        insert(connection, 2, fail=True)
+    assert synchronous(connection) == 2, "a rollback puts synchronous=FULL back"
+
+
+def test_transactions_that_write_nothing_sync_nothing(wal_database, syncs):
+    path, connection = wal_database
+    insert(connection, 1)
+    syncs.clear()
+    connection.set_autocommit(False, force_begin_transaction_with_broken_autocommit=True)
+    connection.cursor().execute("SELECT count(*) FROM t")
+    connection.commit()
+    connection.set_autocommit(True)
+    with pytest.raises(RuntimeError):
+        insert(connection, 2, fail=True)
+    assert syncs == [], "a read-only or rolled-back transaction has nothing to make durable"

@@ -1,18 +1,28 @@
 """
 gunicorn settings for istore; each can be overridden on the command line or
-through GUNICORN_CMD_ARGS. See docs/deploy.md.
+through GUNICORN_CMD_ARGS. See docs/deploy.md ("Workers and threads") for why
+threads, and the figures.
 """
 import multiprocessing
 import os
 
 bind = os.environ.get("ISTORE_BIND", "127.0.0.1:8592")
-workers = int(os.environ.get("ISTORE_WORKERS", 0)) or min(multiprocessing.cpu_count() * 2 + 1, 8)
-threads = int(os.environ.get("ISTORE_THREADS", 1))
-# A key may be 4096 bytes, 12 KiB once percent-encoded; gunicorn's default
-# request line limit (4094) would refuse it. 0 lifts the limit; the key itself
-# is bounded by istore (400 past 4096 bytes), the headers still by gunicorn.
-limit_request_line = 0
-# Video frames and large sources take longer than gunicorn's 30 s default.
+# Threads serve cheap requests while others wait on slow origins or ffmpeg;
+# expensive work is bounded by the slots of objects/capacity.py, not by
+# processes. The worker (objects/worker.py) is gunicorn's gthread with JSON
+# errors, a stall timeout on client sockets and a watchdog for stuck requests.
+worker_class = "objects.worker.ThreadWorker"
+workers = int(os.environ.get("ISTORE_WORKERS", 0)) or max(2, min(multiprocessing.cpu_count(), 8))
+threads = int(os.environ.get("ISTORE_THREADS", 16))
+# Finite limits on what a client sends before istore sees it (414 / 431 JSON
+# past them): a 4096-byte key is 12 KiB percent-encoded, and a listing's
+# after= or S3's x-amz-copy-source may carry another one.
+limit_request_line = 65536
+limit_request_fields = 100
+limit_request_field_size = 16384
+# A request that sends nothing for this long is cut (504 JSON if it has not
+# answered yet), and so is a client that stops sending or reading; a stream
+# that keeps sending is never cut, however long it runs.
 timeout = int(os.environ.get("ISTORE_WORKER_TIMEOUT", 120))
 graceful_timeout = 30
 keepalive = 5
@@ -44,6 +54,12 @@ def on_starting(server):
         # Workers import the settings themselves (and again after --reload).
         for name in set(sys.modules) - before:
             del sys.modules[name]
+
+
+def post_fork(server, worker):
+    # Django's settings (objects/capacity.py) size the capacity by the threads
+    # actually configured, command line included.
+    os.environ["ISTORE_THREADS"] = str(worker.cfg.threads)
 
 
 def child_exit(server, worker):

@@ -259,12 +259,25 @@ ISTORE_MAX_SELF_DEPTH = env_int("ISTORE_MAX_SELF_DEPTH", 8)
 ISTORE_MAX_REDIRECTS = env_int("ISTORE_MAX_REDIRECTS", 5)
 ISTORE_CONNECT_TIMEOUT = env_float("ISTORE_CONNECT_TIMEOUT", 5.0)
 ISTORE_READ_TIMEOUT = env_float("ISTORE_READ_TIMEOUT", 30.0)
+# Total seconds from the request to a source to its last byte (504 before the
+# first byte went to the client; after it, the response is cut short).
+ISTORE_SOURCE_TIMEOUT = env_float("ISTORE_SOURCE_TIMEOUT", 30.0)
 ISTORE_FFMPEG_TIMEOUT = env_float("ISTORE_FFMPEG_TIMEOUT", 30.0)
 ISTORE_FFMPEG_BINARY = os.environ.get("ISTORE_FFMPEG_BINARY", "")
 ISTORE_ACCEL_REDIRECT = os.environ.get("ISTORE_ACCEL_REDIRECT", "")
 # Seconds nginx's proxy_cache may reuse a content response (X-Accel-Expires);
 # 0 (the default) never lets it. See docs/deploy.md, "nginx caches content".
 ISTORE_ACCEL_EXPIRES = env_int("ISTORE_ACCEL_EXPIRES", 0)
+
+# Capacity for expensive work (objects/capacity.py): slots per worker process
+# for each kind, and how long a request waits for one before 503 overloaded.
+# ISTORE_THREADS is gunicorn's threads per worker (the worker sets it from its
+# configuration), of which a quarter is kept for cheap requests.
+ISTORE_THREADS = env_int("ISTORE_THREADS", 16)
+ISTORE_QUEUE_TIMEOUT = env_float("ISTORE_QUEUE_TIMEOUT", 10.0)
+ISTORE_FETCH_SLOTS = env_int("ISTORE_FETCH_SLOTS", 4)
+ISTORE_PIXEL_SLOTS = env_int("ISTORE_PIXEL_SLOTS", 1)
+ISTORE_FFMPEG_SLOTS = env_int("ISTORE_FFMPEG_SLOTS", 1)
 
 # Similarity search (search/): the per-worker cache of packed vectors for exact
 # search, and the HNSW parameters of _create_index (usearch).

@@ -113,32 +113,43 @@ def _isolated_storage(settings, tmp_path):
         }
 
 
+def run_gunicorn(env, workers, tmp_path=None):
+    """Start istore under gunicorn with ``env`` over the test's environment; ``(base URL, master
+    process, its environment)``. Stop it with ``stop_gunicorn``."""
+    env = {**os.environ, "DJANGO_DEBUG": "false", "SECRET_KEY": "faults-" + "x" * 44,
+           "ISTORE_ALLOW_ANONYMOUS_WRITES": "true", "ISTORE_ACCESS_LOG": "/dev/null", **env}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    manage("migrate", "-v0", env=env)
+    port = free_port()
+    process = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "istore_site.wsgi", "-c",
+                                "gunicorn.conf.py", "-w", str(workers), "--bind", f"127.0.0.1:{port}"],
+                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            requests.get(f"{base}/_health", timeout=1)
+            break
+        except requests.RequestException:
+            time.sleep(0.1)
+    return base, process, env
+
+
+def stop_gunicorn(process):
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=30)
+
+
 @pytest.fixture
 def gunicorn():
-    """``start(env, workers) -> (base URL, master process)``; every server started is stopped."""
+    """``start(env, workers) -> (base URL, master process, env)``; every server started is stopped."""
     started = []
 
     def start(env, workers):
-        env = {**os.environ, "DJANGO_DEBUG": "false", "SECRET_KEY": "faults-" + "x" * 44,
-               "ISTORE_ALLOW_ANONYMOUS_WRITES": "true", "ISTORE_ACCESS_LOG": "/dev/null", **env}
-        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        manage("migrate", "-v0", env=env)
-        port = free_port()
-        process = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "istore_site.wsgi", "-c",
-                                    "gunicorn.conf.py", "-w", str(workers), "--bind", f"127.0.0.1:{port}"],
-                                   cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                   start_new_session=True)
+        base, process, env = run_gunicorn(env, workers)
         started.append(process)
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(200):
-            try:
-                requests.get(f"{base}/_health", timeout=1)
-                break
-            except requests.RequestException:
-                time.sleep(0.1)
         return base, process, env
 
     yield start
     for process in started:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
+        stop_gunicorn(process)

@@ -20,6 +20,7 @@ class Route:
     delay: float = 0.0  # seconds before the status line
     stall_after: int | None = None  # send this many body bytes, then stall for `delay`
     chunked: bool = False  # no Content-Length
+    drip: float = 0.0  # after the first `stall_after` bytes (or none), one byte every `drip` seconds
 
 
 class Origin:
@@ -91,6 +92,14 @@ class Origin:
                 return
             request.send_header("Content-Length", str(len(route.body)))
             request.end_headers()
+            if route.drip:
+                start = route.stall_after or 0
+                request.wfile.write(route.body[:start])
+                for index in range(start, len(route.body)):
+                    request.wfile.flush()
+                    time.sleep(route.drip)
+                    request.wfile.write(route.body[index:index + 1])
+                return
             if route.stall_after is not None:
                 request.wfile.write(route.body[: route.stall_after])
                 request.wfile.flush()

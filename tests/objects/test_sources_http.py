@@ -4,6 +4,7 @@ import time
 import pytest
 
 from objects import cache as shared_cache
+from objects.sources.http import STREAM_MIN_BYTES
 from tests.conftest import body
 from tests.objects.conftest import content
 
@@ -220,6 +221,37 @@ def test_stall_mid_body_is_504_and_nothing_is_cached(api, origin, settings):
     assert api.get(key).status_code == 504
     origin.add("/stall.bin", PAYLOAD, headers={"Cache-Control": "max-age=60"})
     assert content(api.get(key)) == PAYLOAD, "a broken fetch must not leave a truncated body in the cache"
+
+
+def test_an_origin_that_drips_is_cut_at_the_total_deadline_with_504(api, origin, settings):
+    """One byte every 0.2 s never trips the read timeout; ISTORE_SOURCE_TIMEOUT cuts it."""
+    settings.ISTORE_SOURCE_TIMEOUT = 1
+    url = origin.add("/drip.bin", PAYLOAD[:1000], drip=0.2, headers={"Cache-Control": "max-age=60"})
+    key = register(api, f"/src/{url}")
+    started = time.monotonic()
+    response = api.get(key)
+    elapsed = time.monotonic() - started
+    assert response.status_code == 504, f"a dripping origin should be 504, got {response.status_code}"
+    assert body(response)["error"] == "source_timeout" and "ISTORE_SOURCE_TIMEOUT" in body(response)["detail"]
+    assert elapsed < 3, f"the fetch went on for {elapsed:.1f} s past a 1 s deadline"
+
+
+def test_a_source_cut_at_the_deadline_after_its_first_bytes_went_out_is_truncated(api, origin, settings):
+    """Served while it downloads: past the deadline the body ends short of its Content-Length."""
+    settings.ISTORE_SOURCE_TIMEOUT = 1.5
+    big = bytes(range(256)) * (STREAM_MIN_BYTES // 256 + 1000)
+    url = origin.add("/big-drip.bin", big, drip=0.2, stall_after=STREAM_MIN_BYTES,
+                     headers={"Cache-Control": "max-age=60"})
+    key = register(api, f"/src/{url}")
+    response = api.get(key)
+    assert response.status_code == 200 and int(response["Content-Length"]) == len(big)
+    received = bytearray()
+    with pytest.raises(OSError):
+        for chunk in response.streaming_content:
+            received += chunk
+    assert len(received) < len(big), "the cut response looked complete"
+    origin.add("/big-drip.bin", big, headers={"Cache-Control": "max-age=60"})
+    assert content(api.get(key)) == big, "a fetch cut at the deadline must not leave a truncated body in the cache"
 
 
 def test_connection_closed_before_content_length_is_502_and_nothing_is_cached(api, origin):

@@ -5,6 +5,7 @@ re-checked by ``objects.sources.guard``), the errors a source answers with, and
 the reader that streams a body under ``ISTORE_MAX_SOURCE_BYTES``.
 """
 import threading
+import time
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -73,34 +74,45 @@ def _reset_session(setting, **kwargs):
 
 
 class _SourceReader:
-    """Reads the origin's body for diskcache, enforcing the size limit.
+    """Reads the origin's body for diskcache, enforcing the size limit and the total deadline.
 
     Never raises: a failure ends the stream and is kept in ``error`` so the
-    caller can drop the partial entry and raise it.
+    caller can drop the partial entry and raise it. Before each read the
+    socket's timeout is the smaller of ``ISTORE_READ_TIMEOUT`` and what is
+    left of the fetch's ``deadline`` (``time.monotonic()``), so an origin that
+    drips a byte now and then is cut at the deadline, not one read later.
     """
 
-    def __init__(self, raw, limit, url):
-        self.raw, self.limit, self.url = raw, limit, url
+    def __init__(self, raw, limit, url, deadline):
+        self.raw, self.limit, self.url, self.deadline = raw, limit, url, deadline
         self.size = 0
         self.error = None
 
     def read(self, amount=-1):
-        return self._read(self.raw.read, amount)
-
-    def read1(self, amount=-1):
-        """At most ``amount`` bytes, as soon as some have arrived (for serving while downloading)."""
+        """At most ``amount`` bytes, as soon as some have arrived: a read that waited to fill
+        ``amount`` would let an origin that drips bytes run past the deadline."""
         return self._read(self.raw.read1, amount)
+
+    read1 = read  # for serving while downloading
 
     def _read(self, method, amount):
         if self.error is not None:
             return b""
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            self.error = _past_deadline(self.url, self.size)
+            return b""
+        _set_read_timeout(self.raw, min(settings.ISTORE_READ_TIMEOUT, remaining))
         try:
             chunk = method(None if amount is None or amount < 0 else amount, decode_content=True)
         except ReadTimeoutError:
-            self.error = SourceTimeout(
-                f"The source {self.url} stopped sending for more than {settings.ISTORE_READ_TIMEOUT} s "
-                f"after {self.size} bytes (ISTORE_READ_TIMEOUT)."
-            )
+            if time.monotonic() >= self.deadline:
+                self.error = _past_deadline(self.url, self.size)
+            else:
+                self.error = SourceTimeout(
+                    f"The source {self.url} stopped sending for more than {settings.ISTORE_READ_TIMEOUT} s "
+                    f"after {self.size} bytes (ISTORE_READ_TIMEOUT)."
+                )
             return b""
         except (Urllib3Error, OSError) as exc:
             self.error = SourceError(
@@ -113,6 +125,25 @@ class _SourceReader:
             self.error = _too_large(self.url, self.size, at_least=True)
             return b""
         return chunk
+
+
+def _set_read_timeout(raw, seconds):
+    """Make the next socket read of the urllib3 response ``raw`` wait at most ``seconds``."""
+    sock = getattr(getattr(raw, "connection", None), "sock", None)
+    if sock is not None:
+        sock.settimeout(max(seconds, 0.001))
+
+
+def _past_deadline(url, size):
+    return SourceTimeout(
+        f"The source {url} was not fetched within {settings.ISTORE_SOURCE_TIMEOUT:g} s "
+        f"(ISTORE_SOURCE_TIMEOUT; {size} bytes had arrived)."
+    )
+
+
+def deadline():
+    """The ``time.monotonic()`` by which a fetch starting now must have its last byte."""
+    return time.monotonic() + settings.ISTORE_SOURCE_TIMEOUT
 
 
 def _streamable(response):
@@ -135,22 +166,33 @@ def _too_large(url, size, at_least=False):
 # -- GET ------------------------------------------------------------------------------
 
 
-def get(url, headers):
-    """GET with the redirects followed by hand; returns the final streamed response."""
-    timeout = (settings.ISTORE_CONNECT_TIMEOUT, settings.ISTORE_READ_TIMEOUT)
+def get(url, headers, until):
+    """GET with the redirects followed by hand; returns the final streamed response.
+
+    ``until`` is the fetch's total deadline (``time.monotonic()``): every
+    connect and read waits at most until then.
+    """
     current = url
     for hop in range(settings.ISTORE_MAX_REDIRECTS + 1):
         if hop:
             guard.check_url(current)
+        remaining = until - time.monotonic()
+        if remaining <= 0:
+            raise _past_deadline(current, 0)
+        timeout = (min(settings.ISTORE_CONNECT_TIMEOUT, remaining), min(settings.ISTORE_READ_TIMEOUT, remaining))
         try:
             response = session().get(current, headers=headers, stream=True, allow_redirects=False,
                                      timeout=timeout)
         except requests.exceptions.ConnectTimeout:
+            if time.monotonic() >= until:
+                raise _past_deadline(current, 0) from None
             raise SourceTimeout(
                 f"The source {_host(current)} did not accept a connection within "
                 f"{settings.ISTORE_CONNECT_TIMEOUT} s (ISTORE_CONNECT_TIMEOUT): {current}."
             ) from None
         except requests.exceptions.ReadTimeout:
+            if time.monotonic() >= until:
+                raise _past_deadline(current, 0) from None
             raise SourceTimeout(
                 f"The source {_host(current)} sent no answer within {settings.ISTORE_READ_TIMEOUT} s "
                 f"(ISTORE_READ_TIMEOUT): {current}."

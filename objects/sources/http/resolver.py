@@ -17,13 +17,13 @@ from django.conf import settings
 
 from .. import guard
 from ... import cache as shared_cache
-from ... import metrics
+from ... import capacity, metrics
 from ...digests import digest
 from ...errors import BadRequest
 from ...mediatypes import SNIFF_BYTES, clean_type, guess_type
 from ..base import Body, Resolver
 from .caching import BODY, META, SYNTHETIC_ETAG, TOKEN_TAG, _HEURISTIC, _PARSER, _SourceStore
-from .fetch import SourceError, SourceNotFound, _SourceReader, _streamable, _too_large, get, session
+from .fetch import SourceError, SourceNotFound, _SourceReader, _streamable, _too_large, deadline, get, session
 
 logger = logging.getLogger("objects.sources.http")  # the package's name, for all of its modules
 
@@ -46,6 +46,11 @@ def _parse_date(value):
 class HttpResolver(Resolver):
     schemes = ("http", "https")
 
+    def check(self, url):
+        reason = guard.ambiguity(url)
+        if reason:
+            raise BadRequest(f"The source URL {url[:200]!r} is refused: {reason}.", code="ambiguous_source_url")
+
     def open(self, url, context):
         guard.check_url(url)
         try:
@@ -59,13 +64,17 @@ class HttpResolver(Resolver):
         metrics.cache_lookup("source", body is not None)
         if body is not None:
             return body
-        held = ExitStack()  # the lock; a download served while it goes on takes it along
+        # A fetch slot (objects.capacity) and the single-flight lock; a download served
+        # while it goes on takes both along. Waiting for another request's download of
+        # the same URL holds a slot too, so those waits are bounded like downloads.
+        held = ExitStack()
         with held:
-            held.enter_context(cache.lock("src:" + cache_key))
+            held.enter_context(capacity.slot("fetch"))
+            held.enter_context(cache.lock("src:" + cache_key, wait=settings.ISTORE_SOURCE_TIMEOUT))
             body = self._fresh(cache, request, url)
             if body is not None:
                 return body
-            return self._fetch(cache, request, cache_key, url, held=held)
+            return self._fetch(cache, request, cache_key, url, deadline(), held=held)
 
     def _fresh(self, cache, request, url):
         """The cached body if CacheControl says it is fresh, else None."""
@@ -81,32 +90,33 @@ class HttpResolver(Resolver):
         finally:
             store.close()
 
-    def _fetch(self, cache, request, cache_key, url, conditional=True, held=None):
+    def _fetch(self, cache, request, cache_key, url, until, conditional=True, held=None):
         store = _SourceStore(cache)
         controller = CacheController(store)
         try:
             headers = controller.conditional_headers(request) if conditional else {}
             if headers.get("If-None-Match", "").startswith(SYNTHETIC_ETAG):
                 del headers["If-None-Match"]
-            response = get(url, headers)
+            response = get(url, headers, until)
             try:
                 status = response.status_code
                 if status == 304 and headers:
                     updated = controller.update_cached_response(request, response.raw)
                     handle = store.take()
                     if handle is None:  # evicted meanwhile: fetch the whole body
-                        return self._fetch(cache, request, cache_key, url, conditional=False, held=held)
+                        return self._fetch(cache, request, cache_key, url, until, conditional=False, held=held)
                     return self._body(url, updated.headers, handle, store.last_path, store.token)
                 if status in (404, 410):
                     raise SourceNotFound(f"The source answered {status} {response.reason}: {url}.")
                 if status not in OK_STATUSES:
                     raise SourceError(f"The source answered {status} {response.reason}: {url}.")
                 if held is not None and _streamable(response):
-                    body = self._stream_response(cache, store, controller, request, response, cache_key, url, held)
+                    body = self._stream_response(cache, store, controller, request, response, cache_key, url,
+                                                 until, held)
                     if body is not None:
                         response = store = None  # the download thread closes them
                         return body
-                return self._store_response(cache, store, controller, request, response, cache_key, url)
+                return self._store_response(cache, store, controller, request, response, cache_key, url, until)
             finally:
                 if response is not None:
                     response.close()
@@ -114,14 +124,14 @@ class HttpResolver(Resolver):
             if store is not None:
                 store.close()
 
-    def _stream_response(self, cache, store, controller, request, response, cache_key, url, held):
+    def _stream_response(self, cache, store, controller, request, response, cache_key, url, until, held):
         """Start storing the body from a background thread and serve it as it arrives; None if the
         cache cannot take it now (nothing read: ``_store_response`` then stores or bypasses it)."""
         raw = response.raw
         size = int(response.headers["content-length"])
         token = uuid.uuid4().hex
-        reader = _SourceReader(raw, settings.ISTORE_MAX_SOURCE_BYTES, url)
-        lock = held.pop_all()  # released by done(), when the body is stored (or failed)
+        reader = _SourceReader(raw, settings.ISTORE_MAX_SOURCE_BYTES, url, until)
+        lock = held.pop_all()  # the slot and the lock, released by done() when the body is stored (or failed)
 
         def done(error):
             try:
@@ -148,6 +158,7 @@ class HttpResolver(Resolver):
         if following is None:
             held.enter_context(lock)
             return None
+        capacity.handed_over("fetch")
 
         def to_local():
             try:
@@ -164,7 +175,7 @@ class HttpResolver(Resolver):
             to_local=to_local,
         )
 
-    def _store_response(self, cache, store, controller, request, response, cache_key, url):
+    def _store_response(self, cache, store, controller, request, response, cache_key, url, until):
         raw = response.raw
         limit = settings.ISTORE_MAX_SOURCE_BYTES
         length = response.headers.get("content-length", "")
@@ -173,7 +184,7 @@ class HttpResolver(Resolver):
         _HEURISTIC.apply(raw)
         token = uuid.uuid4().hex
         store.token = token
-        reader = _SourceReader(raw, limit, url)
+        reader = _SourceReader(raw, limit, url, until)
         handle = cache.put_stream(BODY + cache_key, reader, tag=TOKEN_TAG + token)
         if reader.error is not None:
             if handle is not None:

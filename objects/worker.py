@@ -1,0 +1,215 @@
+"""
+istore's gunicorn worker: gunicorn's threaded worker (``gthread``) with two
+changes, so that overload and time-outs are answered the way the API answers
+everything else (``gunicorn.conf.py`` selects it; ``docs/deploy.md`` says why
+threads, with the measurements).
+
+- **Errors of the HTTP parser are JSON.** A request line over
+  ``limit_request_line`` is 414, headers over their limits 431, any other
+  malformed request 400, each ``{"error", "detail"}``, where gunicorn would
+  write an HTML page.
+- **Requests and clients that are stuck are cut; long answers are not.**
+  gunicorn's own timeout only watches the worker's main loop, which threads
+  never block, so the arbiter never kills a long stream. Instead the main
+  loop looks, about once a second, at every running request: one on whose
+  connection no byte has moved for ``timeout`` seconds, either way (the
+  bytes the client acknowledged and sent, from the kernel's ``TCP_INFO``), is
+  cut. If it has not started its response it is answered 504
+  ``request_timeout`` JSON; if it has (a generator that hangs between chunks,
+  a client that stopped reading, a stalled upload), its connection is closed,
+  so the client sees a truncated body, never one that looks complete. A
+  client that reads slowly but reads is never cut, however long the answer.
+  The thread is left to finish on its own; a worker with half of its threads
+  in cut requests restarts gracefully. Every deadline inside istore (sources,
+  ffmpeg, the capacity queue, the database) is shorter than the default
+  timeout, so this is the last resort, not the usual answer. Where the kernel
+  gives no ``TCP_INFO``, only requests that have not answered are cut.
+
+This module imports gunicorn, not Django: gunicorn loads it before the
+application.
+"""
+import errno
+import json
+import socket
+import struct
+import threading
+import time
+
+from gunicorn.http import errors as http_errors
+from gunicorn.http import message
+from gunicorn.workers import gthread
+
+# gunicorn caps a finite ``limit_request_line`` at 8190 bytes, below what a
+# 4096-byte key needs percent-encoded (up to 12 KiB, and a listing's
+# ``after=`` may carry another): its documented alternative, 0, is no limit at
+# all, and the pure-Python parser then copies the buffer on every read (a
+# 10 MB request line cost 24 s of CPU). Raising the cap keeps the limit finite.
+REQUEST_LINE_CAP = 65536
+message.MAX_REQUEST_LINE = max(message.MAX_REQUEST_LINE, REQUEST_LINE_CAP)
+
+
+def json_response(status, reason, code, detail):
+    """The bytes of a complete JSON error response that closes the connection."""
+    body = json.dumps({"error": code, "detail": detail}).encode("utf-8")
+    head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            f"X-Content-Type-Options: nosniff\r\nContent-Length: {len(body)}\r\n\r\n")
+    return head.encode("latin-1") + body
+
+
+def parser_refusal(exc, cfg):
+    """``(status, reason, code, detail)`` for an error of gunicorn's request parser, or None."""
+    if isinstance(exc, http_errors.LimitRequestLine):
+        return (414, "URI Too Long", "request_line_too_long",
+                f"The request line is longer than {cfg.limit_request_line} bytes; keys are at most 4096 "
+                "bytes (12 KiB percent-encoded): send a shorter path or query.")
+    if isinstance(exc, http_errors.LimitRequestHeaders):
+        return (431, "Request Header Fields Too Large", "headers_too_large",
+                f"The request headers are over the limits ({cfg.limit_request_fields} fields of at most "
+                f"{cfg.limit_request_field_size} bytes each): send fewer or shorter headers.")
+    if isinstance(exc, http_errors.ParseException):
+        return 400, "Bad Request", "bad_http_request", f"The request is not valid HTTP/1.1: {str(exc)[:200]}"
+    return None
+
+
+class _Request:
+    """What the watchdog knows of one request in a thread."""
+
+    __slots__ = ("sock", "last", "moved", "started", "cut", "lock")
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.last = time.monotonic()  # when it started, or when bytes last moved on its connection
+        self.moved = transferred(sock)
+        self.started = False  # start_response was called
+        self.cut = False
+        self.lock = threading.Lock()
+
+    def idle_for(self, now):
+        """Seconds since bytes last moved on the connection (either way) or the request began."""
+        moved = transferred(self.sock)
+        if moved != self.moved:
+            self.moved, self.last = moved, now
+        return now - self.last
+
+
+def transferred(sock):
+    """Bytes the client has acknowledged plus bytes received from it (Linux ``TCP_INFO``), or
+    None where the kernel does not say: then only requests that have not answered are cut."""
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_BYTES)
+    except (AttributeError, OSError):
+        return None
+    if len(info) < _TCP_INFO_BYTES:
+        return None
+    acked, received = struct.unpack_from("<QQ", info, _BYTES_ACKED)
+    return acked + received
+
+
+# struct tcp_info (linux/tcp.h): tcpi_bytes_acked and tcpi_bytes_received follow
+# 104 bytes of older fields and two 64-bit pacing rates (Linux 4.1 and later).
+_BYTES_ACKED = 120
+_TCP_INFO_BYTES = 136
+
+
+class _Watched:
+    """The WSGI application, telling the watchdog when a response starts."""
+
+    def __init__(self, application, requests):
+        self.application, self.requests = application, requests
+
+    def __call__(self, environ, start_response):
+        request = self.requests.get(environ.get("gunicorn.socket"))
+        if request is None:
+            return self.application(environ, start_response)
+
+        def started(status, headers, exc_info=None):
+            with request.lock:
+                if request.cut:
+                    raise TimeoutError("this request was already answered 504 by the watchdog")
+                request.started = True
+            return start_response(status, headers, exc_info)
+
+        return self.application(environ, started)
+
+
+class ThreadWorker(gthread.ThreadWorker):
+    """gunicorn's gthread worker with JSON parser errors, a stall timeout and a watchdog."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.requests = {}  # client socket -> _Request, while a request runs in a thread
+
+    def load_wsgi(self):
+        super().load_wsgi()
+        self.wsgi = _Watched(self.wsgi, self.requests)
+
+    def handle_request(self, req, conn):
+        self.requests[conn.sock] = _Request(conn.sock)
+        try:
+            return super().handle_request(req, conn)
+        finally:
+            self.requests.pop(conn.sock, None)
+
+    def handle_exit(self, sig, frame):
+        super().handle_exit(sig, frame)
+        # gunicorn would keep idle keep-alive connections through the whole
+        # graceful_timeout of a stop; they carry no request, so close them now.
+        self.method_queue.defer(self._close_idle)
+
+    def _close_idle(self):
+        for waiting in (self.keepalived_conns, self.pending_conns):
+            while waiting:
+                conn = waiting.popleft()
+                try:
+                    self.poller.unregister(conn.sock)
+                except (OSError, KeyError, ValueError):
+                    pass
+                self.nr_conns -= 1
+                conn.close()
+
+    def murder_keepalived(self):
+        super().murder_keepalived()
+        now = time.monotonic()
+        running = list(self.requests.values())
+        for request in running:
+            if not request.cut and request.idle_for(now) > self.cfg.timeout:
+                if request.moved is not None or not request.started:
+                    self._cut(request)
+        stuck = sum(request.cut for request in running)
+        if self.alive and stuck and stuck * 2 >= self.cfg.threads:
+            self.log.error("%d of %d threads are in requests cut as stuck; restarting this worker",
+                           stuck, self.cfg.threads)
+            self.alive = False
+
+    def _cut(self, request):
+        with request.lock:
+            request.cut = True
+            answer = not request.started
+        self.log.error("A request moved no byte for %s s (the worker timeout); %s", self.cfg.timeout,
+                       "answering 504" if answer else "closing its connection")
+        try:
+            if answer:
+                request.sock.settimeout(1.0)
+                request.sock.sendall(json_response(
+                    504, "Gateway Timeout", "request_timeout",
+                    f"istore could not answer this request within {self.cfg.timeout} s (the worker timeout); "
+                    "it was stopped. Try again later."))
+            request.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def handle_error(self, req, client, addr, exc):
+        refusal = parser_refusal(exc, self.cfg)
+        if refusal is None:
+            if isinstance(exc, OSError) and exc.errno in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
+                return
+            self.log.exception("Error handling request")
+            refusal = (500, "Internal Server Error", "server_error",
+                       "istore failed on this request; the error was logged.")
+        else:
+            self.log.warning("Invalid request from %s: %s", (addr or ("",))[0], str(exc)[:200])
+        try:
+            client.settimeout(1.0)
+            client.sendall(json_response(*refusal))
+        except OSError:
+            pass

@@ -5,6 +5,17 @@ Writes (POST, PUT, DELETE, verbs) need ``Authorization: Token <key>`` (Django
 REST framework's tokens) unless ``ISTORE_ALLOW_ANONYMOUS_WRITES`` is on, and
 even then only for clients on a loopback address: the switch is meant for the
 local development run. Reads are public unless ``ISTORE_PUBLIC_READ=false``.
+
+Two rules keep that development switch from being used by someone else:
+
+- a token that is sent is always checked, so a wrong one is 401 even where
+  anonymous writes are allowed (the developer learns at once that it is wrong);
+- an anonymous write that a browser sends on behalf of another site is 403:
+  a page elsewhere can POST a form or ``text/plain`` to ``localhost`` without
+  a CORS preflight. Browsers name the page's origin in ``Origin`` (``null``
+  for sandboxed and ``file:`` pages) and say ``Sec-Fetch-Site: cross-site``;
+  either one, unless it is the server's own origin, refuses the write. curl
+  and scripts send neither.
 """
 import ipaddress
 
@@ -60,10 +71,34 @@ def is_loopback(request):
         return False
 
 
+class CrossSiteWrite(ApiError):
+    status, code = 403, "cross_site_write"
+
+
+def from_another_site(request):
+    """True when a browser sent this request for a page of another origin than istore's own."""
+    if request.META.get("HTTP_SEC_FETCH_SITE", "").strip().lower() == "cross-site":
+        return True
+    origin = request.META.get("HTTP_ORIGIN")
+    if origin is None:
+        return False
+    try:
+        own = f"{request.scheme}://{request.get_host()}"
+    except Exception:  # noqa: BLE001 - a Host Django refuses is no origin of ours
+        return True
+    return origin.strip().lower() != own.lower()
+
+
 def check(request, write):
     """Raise NotAuthenticated unless the request may read (or write)."""
     if write:
-        if settings.ISTORE_ALLOW_ANONYMOUS_WRITES and is_loopback(request):
+        if (settings.ISTORE_ALLOW_ANONYMOUS_WRITES and is_loopback(request)
+                and "HTTP_AUTHORIZATION" not in request.META):
+            if from_another_site(request):
+                raise CrossSiteWrite(
+                    "An anonymous write sent by a browser from another site is refused: a page elsewhere "
+                    "must not write to this development server. Send a token, or write from this origin."
+                )
             return
         if token_user(request) is None:
             raise NotAuthenticated(

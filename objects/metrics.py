@@ -26,18 +26,35 @@ PROCESSING = Histogram("istore_processing_seconds", "Time to compute a processed
 FETCHED = Counter("istore_source_bytes_total", "Bytes fetched from sources", ["scheme"])
 
 
+# Labels come from fixed sets only (these, and the verbs of keys.VERBS): a client controls the method, the path
+# and the status it provokes, and every new label value is a new series in every
+# worker's metrics file. Anything else counts as "other".
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
+RESERVED = frozenset({"_admin", "_static", "_health", "_ready", "_metrics", "_schema", "_jobs"})
+
+
 def request_kind(method, path, status):
     """A low-cardinality label for a request (never the key itself)."""
     if path.startswith("/_"):
-        return path.split("/", 2)[1] or "reserved"
+        first = path.split("/", 2)[1]
+        return first if first in RESERVED else "reserved"
     verb = path.rsplit("/", 1)[-1]
     if verb in keys.VERBS:
         return verb
     return "directory" if path.endswith("/") else "key"
 
 
+def method_label(method):
+    return method if method in METHODS else "other"
+
+
+def status_label(status):
+    return str(status) if isinstance(status, int) and 100 <= status <= 599 else "other"
+
+
 def observe_request(method, kind, status, seconds):
-    REQUESTS.labels(method, kind, str(status)).inc()
+    method = method_label(method)
+    REQUESTS.labels(method, kind, status_label(status)).inc()
     LATENCY.labels(method, kind).observe(seconds)
 
 

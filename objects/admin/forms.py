@@ -11,7 +11,7 @@ import json
 from django import forms
 from django.core.exceptions import ValidationError
 
-from .. import keys, writing
+from .. import jsontext, keys, writing
 from ..errors import ApiError
 
 MERGE, REPLACE = "merge", "replace"
@@ -31,6 +31,9 @@ def parse_metadata(text):
         raise ValidationError("Enter a JSON object; {} means no metadata.", code="empty")
     try:
         value = json.loads(text)
+    except RecursionError:  # nesting past Python's stack; the API's own limit is far lower
+        raise ValidationError(f"This JSON nests deeper than {jsontext.MAX_DEPTH} levels. Nothing was saved.",
+                              code="invalid_json") from None
     except ValueError as exc:
         line = getattr(exc, "lineno", None)
         where = f" (line {line}, column {exc.colno})" if line else ""

@@ -7,8 +7,8 @@ address rules of ``guard.py`` and the shared cache), ``file`` (``file.py``,
 confined to ``ISTORE_FILE_ROOTS``) and ``self`` (``self.py``, another key of
 this istore). Any other scheme is 400, naming it. A new scheme (``s3://``) is
 one module with a ``Resolver`` subclass, added to ``BUILTIN`` or passed to
-``register``; writes of keys with other schemes are refused through
-``resolver_for``.
+``register``; writes of keys with other schemes, or with URLs their
+resolver refuses, are refused through ``check_scheme``.
 """
 from .. import keys
 from ..errors import BadRequest
@@ -49,12 +49,13 @@ def resolver_for(scheme):
 
 
 def check_scheme(key):
-    """Raise UnknownScheme when ``key`` embeds a source with a scheme istore
-    cannot fetch (so such a key is refused when it is written, not only when
-    it is read); return the parsed key."""
+    """Raise BadRequest when ``key`` embeds a source istore cannot fetch (so such a key is
+    refused when it is written, not only when it is read): a scheme it does not know, or a
+    URL its resolver refuses (an http URL that URL parsers would read differently); return
+    the parsed key."""
     parsed = keys.parse_key(key)
     if parsed.scheme is not None:
-        resolver_for(parsed.scheme)
+        resolver_for(parsed.scheme).check(parsed.source)
     return parsed
 
 

@@ -133,6 +133,10 @@ class Resolver:
     def open(self, url: str, context: Context) -> Body:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def check(self, url: str):
+        """Raise ``objects.errors.BadRequest`` when a key embedding ``url`` must not be
+        written (checked at write time; the default accepts every URL)."""
+
     def fingerprint(self, url: str):
         """A cheap, hashable token that changes whenever ``open(url)`` would give
         other bytes, or None when there is none (the default): responses from

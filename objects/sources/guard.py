@@ -15,6 +15,16 @@ group. The rules:
 - ``ISTORE_ALLOWED_SOURCES``, when set, restricts sources to host names
   matching one of its shell-style patterns (``*.example.com``).
 
+Each rule judges the host the connection is made to: the allow-list is
+checked again in ``guarded_create_connection`` on the name urllib3 connects
+to, whatever parser read the URL first. And a URL that two parsers would read
+differently is refused outright (``ambiguity``): Python's ``urlsplit`` and
+urllib3 disagree on where the host is in ``http://evil.example\\@allowed.example/``,
+so its authority may hold only the characters RFC 3986 allows there, its host
+only a DNS name or an IP literal, and both parsers must find the same host
+and port. Writes refuse such keys (400, ``objects.sources.check_writable``),
+reads refuse them too (403) in case one was stored before.
+
 The address rule is checked on the address actually connected to: the
 connection classes below resolve the host name once, check every address it
 gave, and connect the socket to a checked address (TLS still verifies the
@@ -30,6 +40,7 @@ hop goes through ``check_url`` and a guarded connection again.
 """
 import fnmatch
 import ipaddress
+import re
 import socket
 from urllib.parse import urlsplit
 
@@ -38,7 +49,8 @@ from django.conf import settings
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+from urllib3.exceptions import ConnectTimeoutError, LocationParseError, NameResolutionError, NewConnectionError
+from urllib3.util import parse_url
 from urllib3.util.timeout import _DEFAULT_TIMEOUT
 
 from ..errors import Forbidden
@@ -103,26 +115,59 @@ def host_allowed(host):
     return any(fnmatch.fnmatchcase(host, pattern.lower().strip()) for pattern in patterns)
 
 
+# What RFC 3986 allows in an authority (userinfo@host:port): unreserved,
+# percent-encoded, sub-delims, ":", "@", "[", "]"; and in a host, a DNS name
+# or a bracketed IPv6 literal.
+_AUTHORITY_RE = re.compile(r"[A-Za-z0-9\-._~%!$&'()*+,;=:@\[\]]*")
+_HOST_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9.])?|\[[0-9A-Fa-f:.]+\]")
+
+
+def ambiguity(url):
+    """Why URL parsers could disagree on the host of ``url`` (an http or https URL), or None."""
+    rest = url.partition("://")[2]
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if not _AUTHORITY_RE.fullmatch(authority):
+        return (f"its authority {authority[:80]!r} holds characters a URL may not have there "
+                "(a backslash, a space, a control or non-ASCII character: write the host in ASCII, "
+                "percent-encode the rest)")
+    if authority.count("@") > 1:
+        return f"its authority {authority[:80]!r} has more than one '@'"
+    host_port = authority.rpartition("@")[2]
+    if host_port.startswith("["):
+        host, _, port = host_port.partition("]")
+        host, port = host + "]", port.removeprefix(":") if port.startswith(":") else port or ""
+    else:
+        host, _, port = host_port.partition(":")
+    if not _HOST_RE.fullmatch(host) or not (port == "" or port.isdigit()):
+        return f"its host and port {host_port[:80]!r} are neither a DNS name nor an IP address with a port"
+    try:
+        ours = urlsplit(url)
+        theirs = parse_url(url)
+        same = (ours.hostname or "", ours.port) == ((theirs.host or "").strip("[]").lower(), theirs.port)
+    except (ValueError, LocationParseError):
+        return "it cannot be parsed"
+    if not same:
+        return "Python and urllib3 read different hosts in it"
+    return None
+
+
 def check_url(url):
     """Check what can be checked before connecting: scheme, host, host patterns.
 
-    Literal IP hosts are judged here too, so their refusal costs nothing.
+    The host is read the way the connection will read it (urllib3's parser)
+    after ``ambiguity`` made sure no other parser reads another one. Literal
+    IP hosts are judged here too, so their refusal costs nothing.
     """
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError as exc:
-        raise SourceForbidden(f"The source URL {url!r} cannot be parsed: {exc}.") from None
-    if parts.scheme not in ALLOWED_SCHEMES:
+    scheme = url.partition("://")[0]
+    if scheme not in ALLOWED_SCHEMES:
         raise SourceForbidden(f"The source URL {url!r} is not http or https.")
+    reason = ambiguity(url)
+    if reason:
+        raise SourceForbidden(f"The source URL {url[:200]!r} is refused: {reason}.", code="ambiguous_source_url")
+    host = parse_url(url).host.strip("[]").lower() if parse_url(url).host else ""
     if not host:
         raise SourceForbidden(f"The source URL {url!r} names no host.")
-    if not host_allowed(host):
-        raise SourceForbidden(
-            f"The source host {host!r} matches none of ISTORE_ALLOWED_SOURCES "
-            f"({', '.join(settings.ISTORE_ALLOWED_SOURCES)})."
-        )
+    check_host(host)
     try:
         literal = ipaddress.ip_address(host.split("%")[0])
     except ValueError:
@@ -130,8 +175,22 @@ def check_url(url):
     check_address(literal, host)
 
 
+def check_host(host):
+    """Raise SourceForbidden unless ``host`` matches ``ISTORE_ALLOWED_SOURCES`` (when set)."""
+    if not host_allowed(host):
+        raise SourceForbidden(
+            f"The source host {host!r} matches none of ISTORE_ALLOWED_SOURCES "
+            f"({', '.join(settings.ISTORE_ALLOWED_SOURCES)})."
+        )
+
+
 def guarded_create_connection(host, port, timeout=_DEFAULT_TIMEOUT, source_address=None, socket_options=None):
-    """``socket.create_connection`` that resolves once and connects only to allowed addresses."""
+    """``socket.create_connection`` that resolves once and connects only to allowed hosts and addresses.
+
+    ``host`` is the name the connection is made to: the allow-list is judged
+    on it here, whatever any parser read from the URL before.
+    """
+    check_host(host)
     infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
     refused = None
     error = None

@@ -56,6 +56,9 @@ def test_merge_applies_a_merge_patch(admin_client, put):
     ("[1, 2]", "must be a JSON object"),
     ('"text"', "must be a JSON object"),
     ("", "Enter a JSON object"),
+    ('{"a": ' * 100_000 + "1" + "}" * 100_000, "nests deeper than 64 levels"),
+    ("[" * 100_000 + "]" * 100_000, "nests deeper than 64 levels"),
+    ('{"a": ' * 100 + "1" + "}" * 100, "nests deeper than 64 levels"),
 ])
 def test_invalid_json_is_refused_and_nothing_is_written(admin_client, put, text, message):
     item = put("/a/b", {"name": "before"})

@@ -75,3 +75,40 @@ def test_private_reads_refuse_a_non_staff_session(secured_api, token, settings, 
     secured_api.post("/w/k", {"a": 1}, HTTP_AUTHORIZATION=f"Token {token}")
     client.force_login(django_user_model.objects.create_user("someone", password="pw"))
     assert client.get("/w/k?meta=1").status_code == 401
+
+
+# ---------------------------------------------------------------- the development switch
+
+
+def test_a_wrong_token_is_401_even_where_anonymous_writes_are_allowed(api):
+    response = api.post("/w/wrong", {"a": 1}, HTTP_AUTHORIZATION="Token not-a-real-token")
+    assert response.status_code == 401, "a wrong token must never pass as an anonymous write"
+    assert api.meta("/w/wrong").status_code == 404, "the refused write stored something"
+
+
+def test_a_valid_token_is_accepted_where_anonymous_writes_are_allowed(api, token):
+    assert api.post("/w/tok", {"a": 1}, HTTP_AUTHORIZATION=f"Token {token}").status_code == 201
+
+
+CROSS_SITE = [
+    {"HTTP_ORIGIN": "http://evil.example"},
+    {"HTTP_ORIGIN": "null"},
+    {"HTTP_ORIGIN": "http://localhost:3000"},
+    {"HTTP_SEC_FETCH_SITE": "cross-site"},
+]
+
+
+@pytest.mark.parametrize("headers", CROSS_SITE)
+def test_anonymous_writes_a_browser_sends_from_another_site_are_403(api, headers):
+    form = api.client.post("/w/form", {"metadata": '{"a": 1}'}, **headers)
+    text = api.client.post("/w/text", "metadata={}", content_type="text/plain", **headers)
+    verb = api.verb("/w/", "_expand", {"video": "/w/v.webm"}, **headers)
+    for name, response in (("form", form), ("text/plain", text), ("_expand", verb)):
+        assert response.status_code == 403, f"a cross-site {name} write was answered {response.status_code}"
+        assert body(response)["error"] == "cross_site_write"
+    assert api.get("/w/").status_code == 200 and api.keys("/w/") == [], "a refused cross-site write stored something"
+
+
+def test_anonymous_writes_from_the_servers_own_origin_are_allowed(api):
+    response = api.post("/w/own", {"a": 1}, HTTP_ORIGIN="http://testserver", HTTP_SEC_FETCH_SITE="same-origin")
+    assert response.status_code == 201, body(response)

@@ -32,6 +32,24 @@ def test_metrics_count_requests(api, client):
     assert "istore_request_seconds_bucket" in text
 
 
+def test_metric_labels_come_from_fixed_sets_whatever_the_client_sends(api, client):
+    import re
+
+    from objects import keys, metrics
+
+    for index in range(40):
+        client.generic(f"M{index}THOD", f"/_x{index}/y")
+        client.get(f"/_probe{index}")
+        client.get(f"/dir/_verb{index}")
+    text = client.get("/_metrics").content.decode()
+    methods = set(re.findall(r'istore_requests_total\{[^}]*method="([^"]*)"', text))
+    kinds = set(re.findall(r'istore_requests_total\{[^}]*kind="([^"]*)"', text))
+    assert methods <= metrics.METHODS | {"other"}, f"client methods became labels: {methods - metrics.METHODS}"
+    allowed = metrics.RESERVED | set(keys.VERBS) | {"reserved", "directory", "key"}
+    assert kinds <= allowed, f"client paths became labels: {kinds - allowed}"
+    assert 'method="other"' in text and 'kind="reserved"' in text
+
+
 def test_request_log_is_one_json_line(api, caplog):
     with caplog.at_level(logging.INFO, logger="istore.requests"):
         api.post("/log/a", {"x": 1})

@@ -245,6 +245,9 @@ ISTORE_REPLAY_MAX_BODY_BYTES = env_int("ISTORE_REPLAY_MAX_BODY_BYTES", 512 * 102
 ISTORE_MAX_SOURCE_BYTES = env_int("ISTORE_MAX_SOURCE_BYTES", 5 * GiB)
 ISTORE_MAX_SOURCE_PIXELS = env_int("ISTORE_MAX_SOURCE_PIXELS", 50_000_000)
 ISTORE_MAX_OUTPUT_PIXELS = env_int("ISTORE_MAX_OUTPUT_PIXELS", 50_000_000)
+# Longest side of a processed output (resize, fit, video frames): with the
+# pixel limit alone, w=25000000&h=2 would pass.
+ISTORE_MAX_OUTPUT_SIDE = env_int("ISTORE_MAX_OUTPUT_SIDE", 16384)
 # Pillow's block allocator (processing/apps.py): freed image memory kept per
 # worker for the next image, so each request does not page it in anew.
 ISTORE_PILLOW_BLOCKS_MAX = env_int("ISTORE_PILLOW_BLOCKS_MAX", 16)

@@ -3,7 +3,9 @@
 
 The video is read as a GET of its path would read it (uploaded content, or an
 embedded source, registered or not, through the guarded resolvers), probed
-with the bundled ffmpeg for its duration, and one frame item per whole second
+with the bundled ffmpeg for its duration (the end of its real streams, never
+what its header or tags say: ``processing.video.probe``), in an ``ffmpeg``
+capacity slot, and one frame item per whole second
 is registered in one bulk transaction. Each frame key is
 ``{dir}self://{video key, % → %25 and ? → %3F}?apply=frame&sec={i}`` with
 ``i`` zero-padded to the width of the last second, so that key order is time
@@ -12,7 +14,7 @@ order; fetching a frame key reads the frame through ``self://``.
 import math
 import numbers
 
-from . import cache, keys, reading, writing
+from . import cache, capacity, keys, reading, writing
 from .errors import BadRequest, translated
 from .verbs import verb
 
@@ -58,7 +60,7 @@ def video_duration(video):
     body = reading.read(video)
     try:
         # probe answers 415 for anything that is not a video container.
-        with body.local_file(cache.get_cache().tmp_dir) as path, translated():
+        with body.local_file(cache.get_cache().tmp_dir) as path, capacity.slot("ffmpeg"), translated():
             return ffmpeg.probe(path)["duration"]
     finally:
         body.close()

@@ -183,8 +183,12 @@ def draft(im, orient, size):
 
 
 def check_output_size(width, height):
-    """BadParameter when an output of width x height exceeds ISTORE_MAX_OUTPUT_PIXELS."""
-    limit = settings.ISTORE_MAX_OUTPUT_PIXELS
+    """BadParameter when an output of width x height exceeds ISTORE_MAX_OUTPUT_PIXELS, or either
+    side ISTORE_MAX_OUTPUT_SIDE."""
+    limit, side = settings.ISTORE_MAX_OUTPUT_PIXELS, settings.ISTORE_MAX_OUTPUT_SIDE
+    if width > side or height > side:
+        raise BadParameter(f"the output would be {width}x{height}; each side may be at most {side} "
+                           "(ISTORE_MAX_OUTPUT_SIDE): ask for a smaller size")
     if width * height > limit:
         raise BadParameter(f"the output would be {width}x{height} = {width * height} pixels, more than the "
                          f"limit of {limit}; ask for a smaller size")
@@ -193,11 +197,22 @@ def check_output_size(width, height):
 def resample(im, size, box=None):
     """Lanczos resize of ``im`` to ``size``, with reduce() first for large factors.
 
-    Palette and bilevel images are expanded first: Pillow would silently use
-    nearest-neighbour on them.
+    Pillow resamples the width first, into a buffer of the new width by the
+    old height: widening a tall image that is also shortened would make that
+    buffer larger than both the source and the output (16384 x 7000 for a
+    7000 x 7000 source resized to 16384 x 3000). Then the height goes first,
+    so no buffer is larger than the source or the output. Palette and bilevel
+    images are expanded first: Pillow would silently use nearest-neighbour on
+    them.
     """
     if im.mode in ("P", "PA", "1"):
         im = pixel_mode(im)
+    box = box or (0, 0, im.width, im.height)
+    width, height = size
+    if width * (box[3] - box[1]) > (box[2] - box[0]) * height and width != im.width and height != im.height:
+        im = im.resize((im.width, height), Image.Resampling.LANCZOS, box=(0, box[1], im.width, box[3]),
+                       reducing_gap=REDUCING_GAP)
+        box = (box[0], 0, box[2], height)
     return im.resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=REDUCING_GAP)
 
 

@@ -39,6 +39,7 @@ from processing.params import parse_params
 CACHE_KEY_VERSION = "v1"  # bump when an operation's output changes, so cached derivatives are not reused
 
 _max_out = lambda: settings.ISTORE_MAX_OUTPUT_PIXELS  # noqa: E731 - read at parse time: tests override it
+_max_side = lambda: settings.ISTORE_MAX_OUTPUT_SIDE  # noqa: E731
 FORMAT = Choice("format", sorted(imaging.OUTPUT_FORMATS), default=None, example="webp",
                 canonical=lambda v: imaging.OUTPUT_FORMATS[v].lower())
 QUALITY = Int("quality", min=1, max=100, default=None, example=85)
@@ -264,11 +265,17 @@ def invert(im):
 
 # ---------------------------------------------------------------- filters
 
+# Pillow's Gaussian filters are box blurs: their cost does not grow with sigma,
+# but the overlap of the strips below does. Past a few hundred, a blur has
+# flattened every detail a source of the allowed sizes has.
+SIGMA_MAX = 250
+
+
 def _sigma(**kw):
-    return Float("sigma", gt=0, example=1.5, **kw)
+    return Float("sigma", gt=0, max=SIGMA_MAX, example=1.5, **kw)
 
 
-STRIP_PIXELS = 4_000_000  # images larger than this are filtered in horizontal strips
+STRIP_PIXELS = 4_000_000  # images larger than this are filtered in strips
 
 
 def _filtered(im, image_filter, sigma):
@@ -277,19 +284,28 @@ def _filtered(im, image_filter, sigma):
     Pillow's Gaussian filters allocate a second full-size buffer; on a
     50-megapixel source that took a worker past 600 MB. Strips overlapping by
     more than the blur's support (box blurs: about 3 sigma) give the same
-    pixels with a fraction of the memory.
+    pixels with a fraction of the memory. They run along the longer side, and
+    each is at least twice as long as its overlap, so the work is at most
+    twice the whole image's and a strip holds at most 4 x (4 sigma + 4) x the
+    shorter side (28 Mpx at sigma 250 on the largest square source).
     """
     width, height = im.size
     if width * height <= STRIP_PIXELS:
         return im.filter(image_filter)
+    across = min(width, height)  # the strips' width
+    along = max(width, height)
     margin = int(4 * sigma) + 4
-    step = max(64, STRIP_PIXELS // (4 * width))
+    step = max(64, STRIP_PIXELS // (4 * across), 2 * margin)
+
+    def box(start, end):  # a strip from ``start`` to ``end`` along the longer side
+        return (start, 0, end, height) if width > height else (0, start, width, end)
+
     out = Image.new(im.mode, im.size)
-    for top in range(0, height, step):
-        bottom = min(height, top + step)
-        above, below = max(0, top - margin), min(height, bottom + margin)
-        strip = im.crop((0, above, width, below)).filter(image_filter)
-        out.paste(strip.crop((0, top - above, width, bottom - above)), (0, top))
+    for start in range(0, along, step):
+        end = min(along, start + step)
+        low, high = max(0, start - margin), min(along, end + margin)
+        strip = im.crop(box(low, high)).filter(image_filter)
+        out.paste(strip.crop(box(start - low, end - low)), box(start, end)[:2])
     return out
 
 
@@ -376,7 +392,7 @@ def _fit_target(values, size):
     return (max(1, int(mh * sw / sh + 0.5)), mh)
 
 
-_side = dict(max=_max_out, example=320)
+_side = dict(max=_max_side, example=320)
 # resize/fit have no image function: the pipeline resamples to ``target`` itself, so it
 # can draft the JPEG decode and resize before the EXIF rotation.  A missing resize side
 # is 0 (keep the aspect), so ?apply=resize&w=320 works as in the original.

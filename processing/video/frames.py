@@ -21,6 +21,13 @@ A grab is two ffmpeg runs, the first one usually answered from memory:
 
 One frame goes through the pipe (PPM), and Pillow encodes the JPEG so
 ``quality`` means what it means for images.
+
+The frame size ffmpeg reports is that of the first frame, and a stream may
+change size later (a Matroska of MJPEG frames, an H.264 stream with a new
+SPS). So the decoder itself is bounded: every decode runs with
+``-max_pixels ISTORE_MAX_SOURCE_PIXELS``, and a larger frame anywhere is 413
+before it is decoded; a frame with a side over ``ISTORE_MAX_OUTPUT_SIDE`` is
+refused from the PPM header, before Pillow reads its pixels.
 """
 import io
 import math
@@ -162,6 +169,7 @@ def _decode(binary, path, seek, window, drop, deadline, accurate=False):
     or after ``seek`` (ffmpeg's accurate seek).
     """
     options = {} if accurate else {"copyts": None, "noaccurate_seek": None}
+    options["max_pixels"] = settings.ISTORE_MAX_SOURCE_PIXELS
     if seek > 0:
         options["ss"] = _ts(seek)
     if drop:
@@ -177,6 +185,12 @@ def _decode(binary, path, seek, window, drop, deadline, accurate=False):
     code, out, err = runner._run(_compile(binary, stream), deadline)
     if out.startswith(b"P6"):
         return out
+    if "exceeds specified max pixel count" in err:
+        raise TooLarge(
+            f"a frame of this video at or before sec={seek:g} has more than {settings.ISTORE_MAX_SOURCE_PIXELS} "
+            "pixels (ISTORE_MAX_SOURCE_PIXELS), though its first frame is smaller",
+            code="too_many_pixels",
+        )
     if code < 0:
         raise UnsupportedInput(f"ffmpeg crashed (signal {-code}) while decoding this video")
     if drop:
@@ -191,11 +205,16 @@ def _decode(binary, path, seek, window, drop, deadline, accurate=False):
 def _encode_jpeg(ppm, quality):
     from PIL import Image
 
+    from ..imaging import check_output_size
+
     try:
         with Image.open(io.BytesIO(ppm)) as im:
+            check_output_size(*im.size)  # from the header, before the pixels are read
             im = im.convert("RGB")
             buf = io.BytesIO()
             im.save(buf, "JPEG", quality=quality)
+    except BadParameter as exc:
+        raise TooLarge(f"the video frame is too large to serve: {exc.detail}", code="too_many_pixels") from None
     except Exception as exc:  # noqa: BLE001 - a Pillow limit (decompression bomb) or a malformed frame
         raise Unprocessable(f"the video frame could not be encoded as JPEG ({exc})") from None
     return buf.getvalue()

@@ -2,10 +2,17 @@
 ``probe``: what a video is (what ``?apply=info`` shows for one).
 
 There is no ffprobe: the stream dump ffmpeg prints on stderr when it opens an
-input (the ``Input #0`` section) is parsed, as imageio-ffmpeg and moviepy do.
-A container without a duration in its header (a MediaRecorder WebM, a raw
-stream) is measured by demuxing the packets with ``-c copy -f framecrc`` (no
-decoding). Results are cached in-process by (path, mtime, size, binary).
+input (the ``Input #0`` section) is parsed, as imageio-ffmpeg and moviepy do,
+for the format, frame size, rate and codec. That dump is free text that the
+file itself can write into (a metadata tag may hold newlines and a line that
+looks like ``Duration: 02:46:40.00``), so nothing that bounds work is taken
+from it: the duration is the end of the last packet of the video and audio
+streams, read from the structured packet list of a demux (``-c copy -f
+framecrc``, no decoding). The container's own duration only says where to
+start reading (about ``_END_WINDOW`` seconds before it claims the end is);
+when no packet lies there, the whole file is read. The frame size a decoder
+may produce is bounded separately (``frames``: ``-max_pixels``). Results are
+cached in-process by (path, mtime, size, binary).
 """
 import functools
 import os
@@ -20,7 +27,7 @@ from . import runner
 from .binary import ffmpeg_binary
 from .framecrc import _packet_times
 from .inputs import _ffmpeg_reason, _input, _local_path
-from .runner import _compile, _timeout
+from .runner import _compile, _timeout, _ts
 
 _RE_INPUT = re.compile(r"^Input #0, (.*?), from ", re.MULTILINE)
 _RE_DURATION = re.compile(r"Duration: (?:(\d+):(\d\d):(\d\d(?:\.\d+)?)|N/A)")
@@ -31,6 +38,7 @@ _RE_RATE = re.compile(r"^(\d+(?:\.\d+)?)(k?) (fps|tbr)$")
 _RE_ROTATION = re.compile(r"display ?matrix: rotation of (-?\d+(?:\.\d+)?) degrees", re.IGNORECASE)
 
 _PUBLIC = ("format", "width", "height", "duration", "fps", "codec")
+_END_WINDOW = 30.0  # seconds before the container's claimed end from which its packets are read
 
 
 def probe(path):
@@ -67,11 +75,15 @@ def _probe_cached(path, mtime_ns, size, binary):
     cmd = _compile(binary, ffmpeg.output(_input(path)["V:0?"], "-", f="null", c="copy", t=0), loglevel="info")
     _, _, err = runner._run(cmd, deadline)
     info = _parse_probe(err, path)
-    if info["duration"] is None:
+    claimed = info.pop("duration")  # from the free text: only where to look for the end
+    end = None
+    if claimed is not None and claimed > _END_WINDOW:
+        end = _stream_end(binary, path, info["start"], deadline, seek=claimed - _END_WINDOW)
+    if end is None:
         end = _stream_end(binary, path, info["start"], deadline)
-        if end is None:
-            raise UnsupportedInput("not a video: no video frames could be read")
-        info["duration"] = round(end, 6)
+    if end is None:
+        raise UnsupportedInput("not a video: no video frames could be read")
+    info["duration"] = round(end, 6)
     info["format"] = _format_name(info.pop("demuxer"), path)
     return info
 
@@ -187,24 +199,30 @@ def _major_brand(path):
     return ""
 
 
-def _stream_end(binary, path, start, deadline):
-    """End of the last video frame (pts + duration, seconds), from the packets; None if none.
+def _stream_end(binary, path, start, deadline, seek=0.0):
+    """End of the last video or audio packet (pts + duration, seconds), from the packets read
+    from where an input seek to ``seek`` lands to the end of the file; None if there are none.
 
-    Demuxes the whole file without decoding: only for containers whose header has no duration.
+    Demuxes without decoding. With ``seek``, None also when the seek landed past every packet.
     """
-    stream = ffmpeg.output(_input(path, copyts=None)["V:0"], "-", f="framecrc", c="copy")
+    options = {"copyts": None}
+    if seek > 0:
+        options["ss"] = _ts(seek)
+    source = _input(path, **options)
+    stream = ffmpeg.output(source["V:0"], source["a:0?"], "-", f="framecrc", c="copy")
     _, out, _ = runner._run(_compile(binary, stream), deadline)
-    tb, best = None, None
+    tbs, best = {}, None
     for line in out.decode("ascii", "replace").splitlines():
-        if line.startswith("#tb 0:"):
-            num, _, den = line.split(":", 1)[1].strip().partition("/")
+        if line.startswith("#tb "):
+            index, _, fraction = line[4:].partition(":")
+            num, _, den = fraction.strip().partition("/")
             try:
-                tb = int(num) / int(den)
+                tbs[index.strip()] = int(num) / int(den)
             except (ValueError, ZeroDivisionError):
-                tb = None
+                pass
             continue
         fields = [f.strip() for f in line.split(",")]
-        if line.startswith("#") or tb is None or len(fields) < 4 or fields[0] != "0":
+        if line.startswith("#") or len(fields) < 4 or fields[0] not in tbs:
             continue
         times = _packet_times(fields)
         if times is None:
@@ -213,7 +231,9 @@ def _stream_end(binary, path, start, deadline):
             dur = int(fields[3])
         except ValueError:
             continue
-        t = (times[1] + max(dur, 0)) * tb - start
+        t = (times[1] + max(dur, 0)) * tbs[fields[0]] - start
         if best is None or t > best:
             best = t
+    if best is not None and seek > 0 and best < seek:
+        return None
     return best

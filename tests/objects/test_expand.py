@@ -42,6 +42,19 @@ def test_expand_registers_one_item_per_second(api, clip):
     assert listed[3]["metadata"] == {"timestamp": "00:00:03", "video": VIDEO}
 
 
+def test_a_duration_a_tag_writes_into_ffmpegs_dump_does_not_multiply_the_frames(api, tmp_path):
+    """The title tag adds a line "Duration: 02:46:40.00" before the real one; 2 s give 2 items."""
+    path = tmp_path / "lying.mkv"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i",
+                    "testsrc=duration=2:size=64x48:rate=10", "-metadata",
+                    "title=x\n  Duration: 02:46:40.00, start: 0.000000, bitrate: 1 kb/s", "-c:v", "mjpeg", str(path)],
+                   check=True)
+    assert api.upload("/videos/lying.mkv", path.read_bytes(), content_type="video/x-matroska").status_code == 201
+    response = expand(api, "/lying/", {"video": "/videos/lying.mkv"})
+    assert response.status_code == 201, response.content
+    assert body(response) == {"created": 2, "updated": 0}, "the frames must follow the video's real streams"
+
+
 def test_frame_keys_serve_their_jpeg(api, clip):
     expand(api, "/s/", {"video": clip})
     frames = [api.client.get(f"/s/self:///videos/clip.mp4%3Fapply=frame&sec={i:02d}") for i in (0, 5, 10)]

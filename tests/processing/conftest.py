@@ -151,6 +151,28 @@ def webm_without_duration(video_dir):
 
 
 @pytest.fixture(scope="session")
+def growing_video(video_dir):
+    """3 s of MJPEG in Matroska whose first 2 s are 32x32 frames and whose last second is 400x400:
+    the header (and ffmpeg's dump) say 32x32."""
+    parts = []
+    for name, size, seconds in (("small", "32x32", 2), ("big", "400x400", 1)):
+        raw = make_video(video_dir / f"{name}.mjpeg", "-f", "lavfi", "-i",
+                         f"testsrc=duration={seconds}:size={size}:rate=5", "-c:v", "mjpeg", "-f", "mjpeg")
+        parts.append(make_video(video_dir / f"{name}.mkv", "-framerate", "5", "-f", "mjpeg", "-i", raw, "-c", "copy"))
+    listing = video_dir / "grow.txt"
+    listing.write_text("".join(f"file '{part}'\n" for part in parts))
+    return make_video(video_dir / "grow.mkv", "-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy")
+
+
+@pytest.fixture(scope="session")
+def lying_duration_video(video_dir):
+    """A 2 s video whose title tag writes a second Duration line, of 10,000 s, into ffmpeg's dump."""
+    title = "x\n  Duration: 02:46:40.00, start: 0.000000, bitrate: 1 kb/s"
+    return make_video(video_dir / "lying.mkv", "-f", "lavfi", "-i", "testsrc=duration=2:size=64x48:rate=10",
+                      "-metadata", f"title={title}", "-c:v", "mjpeg")
+
+
+@pytest.fixture(scope="session")
 def audio_only(video_dir):
     return make_video(video_dir / "audio.m4a", "-f", "lavfi", "-i", "sine=duration=1", "-c:a", "aac")
 

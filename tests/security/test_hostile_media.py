@@ -249,7 +249,9 @@ def test_largest_allowed_source_stays_within_the_worker_budget(api, settings, la
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("query", ["apply=blur&sigma=2", "apply=sharpen&sigma=2"])
+@pytest.mark.parametrize("query", ["apply=blur&sigma=2", "apply=sharpen&sigma=2", "apply=blur&sigma=250",
+                                   "apply=sharpen&sigma=250", "apply=resize&w=16384&h=3000",
+                                   "apply=resize&w=16384&h=2"])
 def test_filters_on_the_largest_allowed_source_stay_within_the_worker_budget(api, settings, largest_allowed_png,
                                                                              query):
     with MemoryWatch() as watch:
@@ -258,6 +260,28 @@ def test_filters_on_the_largest_allowed_source_stay_within_the_worker_budget(api
     if watch.growth is None:
         unavailable("peak RSS cannot be reset here (/proc/self/clear_refs)")
     assert watch.growth < GROWTH_BUDGET, f"{query} grew the worker by {watch.growth / MiB:.0f} MiB"
+
+
+@pytest.mark.parametrize("query, parameter", [
+    ("apply=blur&sigma=1e300", "sigma"), ("apply=sharpen&sigma=251", "sigma"), ("apply=blur&sigma=100000", "sigma"),
+    ("apply=resize&w=25000000&h=2", "w"), ("apply=resize&w=2&h=25000000", "h"), ("apply=fit&w=16385&h=10", "w"),
+])
+def test_parameters_whose_cost_grows_are_bounded_before_any_work(api, settings, largest_allowed_png, query, parameter):
+    with MemoryWatch() as watch:
+        response, body, elapsed = get(api, largest_allowed_png, query)
+    check_safe(response, body, settings, elapsed, limit=2.0)
+    assert response.status_code == 400, f"{query} answered {response.status_code}"
+    assert f"parameter {parameter}" in json.loads(body)["detail"]
+    if watch.growth is not None:
+        assert watch.growth < 32 * MiB, f"{query} decoded the source before refusing it"
+
+
+def test_an_aspect_kept_side_past_the_output_side_limit_is_400(api, settings):
+    key = "/hostile/thin.png"
+    assert api.upload(key, media.png((4, 400)), content_type="image/png").status_code == 201
+    response, body, elapsed = get(api, key, "apply=resize&w=16000")  # h would be 1,600,000
+    check_safe(response, body, settings, elapsed)
+    assert response.status_code == 400 and "ISTORE_MAX_OUTPUT_SIDE" in json.loads(body)["detail"]
 
 
 def test_just_over_the_pixel_limit_is_refused_before_decoding(api, settings):

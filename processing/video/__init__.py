@@ -11,9 +11,10 @@ Why it looks the way it does:
 - **No ffprobe, no system packages.** The binary is the one shipped by the
   PyPI package imageio-ffmpeg (or ``ISTORE_FFMPEG_BINARY``), checked once with
   ``-version``. ``probe`` parses the stream dump ffmpeg prints on stderr when
-  it opens an input (what imageio-ffmpeg and moviepy do too); a container
-  without a duration in its header (a MediaRecorder WebM, a raw stream) is
-  measured by demuxing the packets with ``-c copy -f framecrc`` (no decoding).
+  it opens an input (what imageio-ffmpeg and moviepy do too) for what it
+  shows, but measures the duration from the packets (``-c copy -f
+  framecrc``, no decoding): the dump is free text that a file's tags can
+  write into.
 - **Input seeking.** ``-ss`` goes before ``-i``, so ffmpeg jumps to the
   keyframe before the target and decodes only from there: the cost is bounded
   by the keyframe interval, not by ``sec`` (see ``frames`` for the two
@@ -29,7 +30,9 @@ Why it looks the way it does:
   existing regular file, opened with ``-protocol_whitelist file`` and a
   ``-format_whitelist`` of plain video containers, so playlists (HLS, DASH,
   concat) that would make ffmpeg open other URLs or files are refused.
-- **Bounded.** Every ffmpeg runs in its own process group and is killed when
+- **Bounded.** Every decode runs with ``-max_pixels ISTORE_MAX_SOURCE_PIXELS``
+  (a stream's later frames may be larger than its first). Every ffmpeg runs in
+  its own process group and is killed when
   ``ISTORE_FFMPEG_TIMEOUT`` runs out (504; one deadline per ``probe`` and one
   per ``grab_frame``). One frame goes through the pipe (PPM), and Pillow
   encodes the JPEG so ``quality`` means what it means for images.

@@ -13,6 +13,8 @@ admin's previews call it as well:
 3. the operation, if any, through the derivative cache: one result per
    (source version, ``op.cache_key``), computed once across threads and
    processes (``objects.cache``), unless ``ISTORE_CACHE_DERIVATIVES=false``.
+   Computing takes a capacity slot (``objects.capacity``: ``pixels``, or
+   ``ffmpeg`` for video), as fetching a source does (in ``sources.http``).
 
 Everything comes back as a ``sources.Body``: the bytes with their validators
 (size, type, strong ETag, Last-Modified, Cache-Control) and ``version``, the
@@ -34,7 +36,7 @@ from django.http import QueryDict
 from processing import operations
 
 from . import cache as shared_cache
-from . import content, keys, metrics, sources
+from . import capacity, content, keys, metrics, sources
 from .digests import digest
 from .errors import NotFound, translated
 from .mediatypes import FALLBACK_TYPE
@@ -120,25 +122,38 @@ def _upload_body(item):
 
 
 def _apply(operation, body, owner):
-    """The processed Body: from the derivative cache, or computed once and cached."""
+    """The processed Body: from the derivative cache, or computed once and cached.
+
+    A miss waits for its capacity slot (``objects.capacity``) before the
+    single-flight lock, so requests waiting for the same result are bounded
+    like the computation itself; the source is local before either.
+    """
     if not settings.ISTORE_CACHE_DERIVATIVES:
-        content_type, data = _compute(operation, body, None)
+        with _local_file(body, None) as path:
+            content_type, data = _compute(operation, body, path)
         return _derived(body, operation, shared_cache.Derivative(content_type, data=data))
     cache = shared_cache.get_cache()
     key = cache.derivative_key(body.version, operation.cache_key)
     hit = cache.get_derivative(key, owner)
     metrics.cache_lookup("derivative", hit is not None)
     if hit is None:
-        with cache.lock(key):
+        with _local_file(body, cache.tmp_dir) as path, capacity.slot(_kind(operation, body)), cache.lock(key):
             hit = cache.get_derivative(key, owner)
             if hit is None:
-                content_type, data = _compute(operation, body, cache.tmp_dir)
+                content_type, data = _compute(operation, body, path)
                 hit = cache.put_derivative(key, content_type, data, owner=owner)
     return _derived(body, operation, hit)
 
 
-def _compute(operation, body, tmp_dir):
-    with _local_file(body, tmp_dir) as path, metrics.processing_timer(operation.name), translated():
+def _kind(operation, body):
+    """The capacity an operation runs in: ffmpeg for video frames and video ``info``, else pixels."""
+    video = operation.needs_video or (operation.name == "info" and body.content_type.startswith("video/"))
+    return "ffmpeg" if video else "pixels"
+
+
+def _compute(operation, body, path):
+    """Run ``operation`` on the local copy ``path`` of ``body``, in a capacity slot of its kind."""
+    with capacity.slot(_kind(operation, body)), metrics.processing_timer(operation.name), translated():
         result = operation.run(path, body.content_type)
     return result.content_type, result.data
 

@@ -57,7 +57,7 @@ from urllib.parse import unquote
 from cachetools import LRUCache
 from django.conf import settings
 
-from . import keys, metrics, reading, sources
+from . import capacity, keys, metrics, reading, responses, sources
 from .middleware import log_request
 from .models import Item
 
@@ -150,7 +150,10 @@ class ReplayLayer:
             entry = self.entries.get(request_key)
         if entry is not None:
             started = time.perf_counter()
-            answer = self._answer(entry)
+            try:
+                answer = self._answer(entry)
+            except capacity.Overloaded as exc:  # answered here: Django would wait for a slot again
+                return _refused(exc, environ, start_response)
             if answer is not None:
                 headers, body = answer
                 start_response(entry.status, headers)
@@ -178,6 +181,8 @@ class ReplayLayer:
                 body.close()
             return [(name, str(len(data)) if name.lower() == "content-length" else value)
                     for name, value in entry.headers], data
+        except capacity.Overloaded:
+            raise
         except Exception:  # noqa: BLE001 - Django answers, and reports, whatever this was
             logger.debug("replay failed for %r; Django answers", entry.key, exc_info=True)
             return None
@@ -218,6 +223,15 @@ class ReplayLayer:
                 self.entries[request_key] = entry
             except ValueError:  # larger than the whole cache
                 pass
+
+
+def _refused(error, environ, start_response):
+    """Answer ``error`` (an ApiError) as the JSON Django would have sent."""
+    response = responses.error_response(error)
+    response["X-Content-Type-Options"] = "nosniff"
+    start_response(f"{response.status_code} {response.reason_phrase}", list(response.items()))
+    log_request(environ, environ.get("PATH_INFO", ""), response.status_code, 0.0, response["Content-Length"])
+    return [response.content]
 
 
 def _accel_file(location):

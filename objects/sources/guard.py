@@ -22,7 +22,7 @@ differently is refused outright (``ambiguity``): Python's ``urlsplit`` and
 urllib3 disagree on where the host is in ``http://evil.example\\@allowed.example/``,
 so its authority may hold only the characters RFC 3986 allows there, its host
 only a DNS name or an IP literal, and both parsers must find the same host
-and port. Writes refuse such keys (400, ``objects.sources.check_writable``),
+and port. Writes refuse such keys (400, ``objects.sources.check_scheme``),
 reads refuse them too (403) in case one was stored before.
 
 The address rule is checked on the address actually connected to: the

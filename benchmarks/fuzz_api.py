@@ -13,6 +13,12 @@ when there was any.
     .venv/bin/python benchmarks/fuzz_api.py                 # 5 minutes, SQLite
     .venv/bin/python benchmarks/fuzz_api.py --seconds 60
     DATABASE_URL=postgres://... .venv/bin/python benchmarks/fuzz_api.py
+    .venv/bin/python benchmarks/fuzz_api.py --gunicorn      # over HTTP through gunicorn and replay
+
+``--gunicorn`` runs ``tests/security/test_fuzz_gunicorn.py::test_fuzz_through_gunicorn``
+instead: the same strategies sent over HTTP to istore under gunicorn (2
+workers, processed results not cached, so repeated GETs are replayed and
+recomputed), with the same report.
 
 Record the outcome in docs/security.md ("Fuzzing").
 """
@@ -27,12 +33,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST = "tests/security/test_fuzz_api.py::test_fuzz_http_api"
+GUNICORN_TEST = "tests/security/test_fuzz_gunicorn.py::test_fuzz_through_gunicorn"
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=300.0, help="how long to fuzz (default 300)")
     parser.add_argument("--examples", type=int, default=500, help="examples per hypothesis run (default 500)")
+    parser.add_argument("--gunicorn", action="store_true", help="fuzz over HTTP through gunicorn and replay")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="istore-fuzz-") as temp:
@@ -40,7 +48,8 @@ def main():
         env = dict(os.environ, ISTORE_FUZZ_SECONDS=str(args.seconds), ISTORE_FUZZ_EXAMPLES=str(args.examples),
                    ISTORE_FUZZ_REPORT=str(report))
         started = time.monotonic()
-        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", TEST,
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x",
+                   GUNICORN_TEST if args.gunicorn else TEST,
                    "-W", "ignore::hypothesis.errors.HypothesisWarning"]
         result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
         elapsed = time.monotonic() - started

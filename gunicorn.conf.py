@@ -10,7 +10,7 @@ bind = os.environ.get("ISTORE_BIND", "127.0.0.1:8592")
 # Threads serve cheap requests while others wait on slow origins or ffmpeg;
 # expensive work is bounded by the slots of objects/capacity.py, not by
 # processes. The worker (objects/worker.py) is gunicorn's gthread with JSON
-# errors, a stall timeout on client sockets and a watchdog for stuck requests.
+# errors and a watchdog that cuts requests and clients that stopped moving.
 worker_class = "objects.worker.ThreadWorker"
 workers = int(os.environ.get("ISTORE_WORKERS", 0)) or max(2, min(multiprocessing.cpu_count(), 8))
 threads = int(os.environ.get("ISTORE_THREADS", 16))

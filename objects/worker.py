@@ -133,7 +133,7 @@ class _Watched:
 
 
 class ThreadWorker(gthread.ThreadWorker):
-    """gunicorn's gthread worker with JSON parser errors, a stall timeout and a watchdog."""
+    """gunicorn's gthread worker with JSON parser errors and a watchdog for stuck requests."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

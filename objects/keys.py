@@ -16,8 +16,10 @@ MAX_KEY_BYTES = 4096
 VERBS = ("_search", "_create_index", "_expand")
 # The first "/" followed by "<scheme>://" splits a key into dir and source.
 SOURCE_RE = re.compile(r"/([0-9a-z]+)://")
-# Long keys are ordered and indexed through their first characters (see
-# models.Item.key_prefix): PostgreSQL's b-tree cannot hold a 4096-byte entry.
+# Long keys are ordered and indexed through their first characters, the
+# ``key_prefix`` column of every table that lists keys (objects.Item,
+# search.Vector; see objects.keyrange): a PostgreSQL b-tree entry holds at
+# most 2704 bytes, and 512 characters are at most 2048 UTF-8 bytes.
 PREFIX_CHARS = 512
 
 
@@ -105,15 +107,22 @@ def dir_of(key):
 
 
 def prefix_upper_bound(prefix):
-    """The smallest string above every string that starts with ``prefix``.
+    """The least string above every string that starts with ``prefix``, or None
+    when there is none (an empty prefix, or one made of U+10FFFF only).
 
-    Prefixes here always end in "/" (0x2F), so the bound is the prefix with its
-    last character replaced by "0" (0x30): bytewise, ``prefix <= k < bound``
-    holds exactly for the keys under ``prefix``.
+    Bytewise, ``prefix <= k < bound`` holds exactly for the keys that start
+    with ``prefix``: the last character becomes the next code point (past the
+    surrogates, which no key holds), so the directory ``/a/`` gives ``/a0``
+    and the find prefix ``/photos/ca`` gives ``/photos/cb``.
     """
-    if not prefix.endswith("/"):
-        raise ValueError("a listing prefix ends with '/'")
-    return prefix[:-1] + "0"
+    while prefix:
+        code = ord(prefix[-1]) + 1
+        if code == 0xD800:
+            code = 0xE000
+        if code <= 0x10FFFF:
+            return prefix[:-1] + chr(code)
+        prefix = prefix[:-1]
+    return None
 
 
 def resolve_self(dir_, target):

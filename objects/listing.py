@@ -1,40 +1,26 @@
 """
 Listing a directory (§4): every item under a prefix in bytewise key order.
 
-Iteration is keyset-based on ``(key_prefix, key)`` (see models.Item), one
-indexed range query per batch, so memory and cost follow the size of the
-answer, never the size of the store. ``delimiter=/`` folds deeper keys into
-``{"_prefix": ...}`` entries with a skip-scan: after emitting a prefix the next
-query starts past everything under it, so a directory with few children over
-millions of deeper keys costs one query per child.
+The rows come from ``objects.keyrange``, keyset-based on ``(key_prefix, key)``
+(see models.Item), one indexed range query per batch, so memory and cost
+follow the size of the answer, never the size of the store. ``delimiter=/``
+folds deeper keys into ``{"_prefix": ...}`` entries with a skip-scan: after
+emitting a prefix the next query starts past everything under it, so a
+directory with few children over millions of deeper keys costs one query per
+child.
 """
 from urllib.parse import urlencode, quote
 
-from . import jsontext, keys
+from . import jsontext, keyrange, keys
 from .errors import BadRequest
 from .models import RENDERED_FIELDS, Item
 from .models import render as render_row
 
-BATCH = 1000
 MAX_LIMIT = 10000
 
 
 class InvalidListing(BadRequest):
     code = "invalid_listing"
-
-
-def _range(lower, lower_inclusive, upper):
-    """Items with lower <(=) key < upper, in key order, as a queryset."""
-    lookup = "key__gte" if lower_inclusive else "key__gt"
-    return (
-        Item.objects.filter(
-            key_prefix__gte=lower[: keys.PREFIX_CHARS],
-            key_prefix__lte=upper[: keys.PREFIX_CHARS],
-            key__lt=upper,
-            **{lookup: lower},
-        )
-        .order_by("key_prefix", "key")
-    )
 
 
 def iter_items(prefix, after=None, batch_size=None, rendered=False):
@@ -44,20 +30,10 @@ def iter_items(prefix, after=None, batch_size=None, rendered=False):
     few columns it needs rather than from model instances (the bulk of a
     long listing's time otherwise).
     """
-    batch_size = batch_size or BATCH
-    upper = keys.prefix_upper_bound(prefix)
-    lower, inclusive = (after, False) if after is not None and after >= prefix else (prefix, True)
-    while True:
-        rows = _range(lower, inclusive, upper)
-        if rendered:
-            rows = rows.values(*RENDERED_FIELDS)
-        batch = list(rows[:batch_size])
-        if not batch:
-            return
-        yield from (map(render_row, batch) if rendered else batch)
-        if len(batch) < batch_size:
-            return
-        lower, inclusive = (batch[-1]["key"] if rendered else batch[-1].key), False
+    rows = Item.objects.filter(keyrange.under(prefix, after))
+    if rendered:
+        return map(render_row, keyrange.walk(rows.values(*RENDERED_FIELDS), batch_size))
+    return keyrange.walk(rows, batch_size)
 
 
 def _is_direct_child(item, prefix):
@@ -67,7 +43,7 @@ def _is_direct_child(item, prefix):
 
 def iter_entries(prefix, after=None, batch_size=None):
     """Yield items and folded ``{"_prefix": ...}`` dicts directly under ``prefix``."""
-    batch_size = batch_size or BATCH
+    batch_size = batch_size or keyrange.BATCH
     upper = keys.prefix_upper_bound(prefix)
     lower, inclusive = prefix, True
     if after is not None and after >= prefix:
@@ -81,7 +57,7 @@ def iter_entries(prefix, after=None, batch_size=None):
     # keeps finding direct children.
     size = batch_size
     while True:
-        batch = list(_range(lower, inclusive, upper)[:size])
+        batch = keyrange.fetch(Item.objects.filter(keyrange.span(lower, upper, inclusive=inclusive)), size)
         if not batch:
             return
         for item in batch:

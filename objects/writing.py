@@ -18,7 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import content as content_store
-from . import jsontext, keys, signals, sources
+from . import jsontext, keyrange, keys, signals, sources
 from .errors import BadRequest, NotFound
 from .models import Item, hash_key
 
@@ -131,22 +131,14 @@ def delete(key):
     return snapshot
 
 
-def items_under(prefix):
-    """Every item whose key starts with ``prefix`` (a directory), unordered."""
-    return Item.objects.filter(
-        key_prefix__gte=prefix[: keys.PREFIX_CHARS],
-        key_prefix__lte=keys.prefix_upper_bound(prefix)[: keys.PREFIX_CHARS],
-        key__gte=prefix,
-        key__lt=keys.prefix_upper_bound(prefix),
-    )
-
-
 def delete_tree(prefix):
     """Delete every item under the directory ``prefix``; return the count."""
     with transaction.atomic():
-        tree = items_under(prefix)
-        names = [name for name in tree.exclude(content_name="").values_list("content_name", flat=True)]
-        ids = list(tree.values_list("id", flat=True))
+        ids, names = [], []
+        for row in keyrange.walk(Item.objects.filter(keyrange.under(prefix)).values("id", "key", "content_name")):
+            ids.append(row["id"])
+            if row["content_name"]:
+                names.append(row["content_name"])
         signals.items_deleting.send(sender=Item, ids=ids)
         deleted = 0
         for start in range(0, len(ids), 500):

@@ -1,13 +1,13 @@
 """
 Exact similarity search: one vectorised numpy pass over the packed vectors.
 
-The rows of one field and length under a directory (a bytewise key range, as
-``objects.listing`` uses) are read straight off the database cursor, their
-float32 blobs joined into one matrix, and ranked by one matrix-vector
-product. The few rows that can be among the nearest are then re-scored in
-float64 and ties are broken by key, so the order is deterministic and the
-same on every database and with or without an ANN index (search.ann ranks
-its candidates with the same functions).
+The rows of one field and length under a directory (a bytewise key range
+read as every listing reads it, ``objects.keyrange``) come straight off the
+database cursor, their float32 blobs joined into one matrix, and are ranked
+by one matrix-vector product. The few rows that can be among the nearest
+are then re-scored in float64 and ties are broken by key, so the order is
+deterministic and the same on every database and with or without an ANN
+index (search.ann ranks its candidates with the same functions).
 
 Reading 100k blobs costs more than ranking them, so each process keeps the
 packed rows of recently searched directories (``Snapshot``, LRU, at most
@@ -32,10 +32,11 @@ import numpy as np
 from django.conf import settings
 from django.db import connections, router, transaction
 
+from objects import keyrange
 from objects import keys as object_keys
 from objects.models import Item
 
-from .models import PREFIX_CHARS, Vector
+from .models import Vector
 from .vectors import DTYPE
 
 FETCH = 20000
@@ -55,15 +56,12 @@ def rows_under(field, dim, directory, after=None):
     the rows written since a watermark through (field, dim, id), so that
     query names no ``key_prefix`` range the planner could prefer.
     """
-    upper = object_keys.prefix_upper_bound(directory)
     rows = Vector.objects.filter(field=field)
     if dim is not None:
         rows = rows.filter(dim=dim)
     if after is None:
-        rows = rows.filter(key_prefix__gte=directory[:PREFIX_CHARS], key_prefix__lte=upper[:PREFIX_CHARS])
-    else:
-        rows = rows.filter(id__gt=after)
-    return rows.filter(key__gte=directory, key__lt=upper)
+        return rows.filter(keyrange.under(directory))
+    return rows.filter(id__gt=after, key__gte=directory, key__lt=object_keys.prefix_upper_bound(directory))
 
 
 class Packed:

@@ -5,9 +5,10 @@ The packed side table of vectors and the record of built ANN indexes.
 non-empty list of numbers (not booleans), finite and not all zero. The vector
 is stored normalised to unit length as little-endian float32 bytes, so an
 exact search is one matrix-vector product over the concatenated blobs and
-never parses an item's JSON. The row carries the item's key (and its first
-``PREFIX_CHARS`` characters, the indexable part on PostgreSQL) so a search
-filters by directory with a key range, bytewise, as ``objects.listing`` does.
+never parses an item's JSON. The row carries the item's ``key`` and
+``key_prefix`` (its first ``objects.keys.PREFIX_CHARS`` characters, the
+indexable part on PostgreSQL) so a search reads a directory as a key range,
+bytewise, with the same query as every listing (``objects.keyrange``).
 
 ``Vector.id`` doubles as the change sequence: a row is never updated; a
 changed vector replaces its row with a new one (a new, higher id), a removed
@@ -19,19 +20,22 @@ since) and dropping index hits whose row is gone (deleted or replaced since).
 from django.db import models
 
 from objects.digests import sha256_hex
+from objects.keys import PREFIX_CHARS
 from objects.models import BytewiseCharField, BytewiseTextField
 
-# Indexed key prefix: (field, dim, key_prefix) must stay under PostgreSQL's
-# b-tree entry limit (~2.7 kB) whatever the characters: 4·255 + 4·MAX_FIELD.
-PREFIX_CHARS = 255
-# Metadata fields with longer names are not tracked as vectors.
-MAX_FIELD_CHARS = 200
+# Metadata fields with longer names are not tracked as vectors. An entry of
+# the (field, dim, key_prefix) index must fit PostgreSQL's b-tree limit of
+# 2704 bytes whatever the characters (4 UTF-8 bytes at most): 4·512 for the
+# key prefix leaves room for 158 characters of field name; 150 keeps a margin.
+MAX_FIELD_CHARS = 150
 
 
 class Vector(models.Model):
     id = models.BigAutoField(primary_key=True)
     item = models.ForeignKey("objects.Item", on_delete=models.CASCADE, related_name="+", db_index=False)
-    field = models.CharField(max_length=MAX_FIELD_CHARS)
+    # Wider than MAX_FIELD_CHARS: the column predates the limit, and narrowing
+    # it would rewrite the whole table; longer names are never written.
+    field = models.CharField(max_length=200)
     dim = models.PositiveIntegerField()
     key = BytewiseTextField()
     key_prefix = BytewiseCharField(max_length=PREFIX_CHARS)
@@ -61,7 +65,7 @@ class VectorIndex(models.Model):
 
     slot = models.CharField(max_length=64, editable=False)  # slot_of(dir, field)
     dir = BytewiseTextField()
-    field = models.CharField(max_length=MAX_FIELD_CHARS)
+    field = models.CharField(max_length=200)  # as Vector.field
     dim = models.PositiveIntegerField()
     storage_name = models.CharField(max_length=255)  # in the default Django storage
     watermark = models.BigIntegerField()  # highest Vector.id the index may hold

@@ -16,7 +16,7 @@ from objects import signals
 from objects.models import Item
 
 from . import ann
-from .models import PREFIX_CHARS, Vector, VectorIndex
+from .models import Vector, VectorIndex
 from .vectors import extract, pack
 
 BATCH = 500
@@ -47,7 +47,7 @@ def items_saved(sender, items, created_ids=(), **kwargs):
         if slot not in wanted or wanted[slot][2] != blob
     ]
     fresh = [
-        Vector(item_id=item_id, field=field, dim=dim, key=item.key, key_prefix=item.key[:PREFIX_CHARS],
+        Vector(item_id=item_id, field=field, dim=dim, key=item.key, key_prefix=item.key_prefix,
                vector=blob)
         for (item_id, field), (item, dim, blob) in wanted.items()
         if (item_id, field) not in existing or existing[(item_id, field)][1] != blob

@@ -5,9 +5,10 @@ Each costs what the page shows, not what the store holds:
 
 - a folder page is ``objects.listing.page`` with ``delimiter=/`` (the keyset
   skip-scan over ``(key_prefix, key)``), one page at a time, never OFFSET;
-- counts per folder stop at ``COUNT_CAP`` ("1000+"): a bounded index range
-  scan on ``key_prefix``, never COUNT(*) over the table or the subtree;
-- a key-prefix find is a range scan on the same index (no ``LIKE '%...%'``);
+- counts per folder stop at ``COUNT_CAP`` ("1000+"): a bounded walk of the
+  folder's key range (``objects.keyrange``), never COUNT(*) over the table or
+  the subtree;
+- a key-prefix find is a walk of the same index (no ``LIKE '%...%'``);
 - a metadata find (``name=my video``) walks the folder's key range in key
   order and stops at one page of matches (see docs/admin.md for the index
   that makes sparse matches fast on PostgreSQL).
@@ -19,7 +20,7 @@ from django.db import connection
 from django.db.models import Q
 from django.db.models.fields.json import KeyTransform
 
-from .. import expand, keys, listing
+from .. import expand, keyrange, keys, listing
 from ..models import Item, hash_key
 from . import previews
 
@@ -83,52 +84,16 @@ def breadcrumbs(prefix):
     return crumbs
 
 
-def upper_bound(prefix):
-    """The least string above every string starting with ``prefix``, or None.
-
-    Bumps the last character (skipping the surrogates, which are not UTF-8),
-    so any prefix works, not only one ending in "/".
-    """
-    while prefix:
-        code = ord(prefix[-1]) + 1
-        if code == 0xD800:
-            code = 0xE000
-        if code <= 0x10FFFF:
-            return prefix[:-1] + chr(code)
-        prefix = prefix[:-1]
-    return None
-
-
-def under(prefix):
-    """Items whose key starts with ``prefix``, as an index range on key_prefix."""
-    upper = upper_bound(prefix)
-    if upper is not None and len(upper) <= keys.PREFIX_CHARS:
-        # A key starts with a short prefix exactly when its key_prefix does:
-        # the range is decided on the index alone.
-        return Item.objects.filter(key_prefix__gte=prefix, key_prefix__lt=upper)
-    # Past the indexed length the key itself is compared too.
-    query = Item.objects.filter(key_prefix__gte=prefix[: keys.PREFIX_CHARS], key__gte=prefix)
-    if upper is not None:
-        query = query.filter(key_prefix__lte=upper[: keys.PREFIX_CHARS], key__lt=upper)
-    return query
-
-
 def count_under(prefix, cap=None):
-    """How many items are under ``prefix``, reading at most ``cap`` + 1 index entries."""
+    """How many items are under ``prefix``, reading at most ``cap`` + 1 of them."""
     cap = COUNT_CAP if cap is None else cap
-    value = under(prefix).values("id")[: cap + 1].count()
+    value = keyrange.count(Item.objects.filter(keyrange.under(prefix)), cap + 1)
     return Count(min(value, cap), value > cap)
 
 
 def exact_count(prefix):
     """The exact number of items under ``prefix``: for a delete confirmation only."""
-    return under(prefix).count()
-
-
-def _in_key_order(query, after):
-    if after:
-        query = query.filter(key_prefix__gte=after[: keys.PREFIX_CHARS], key__gt=after)
-    return query.order_by("key_prefix", "key")
+    return Item.objects.filter(keyrange.under(prefix)).count()
 
 
 def item_row(item, prefix):
@@ -219,13 +184,13 @@ def find(text, prefix, after=None, size=None):
     size = size or PAGE_SIZE
     parsed = parse_find(text, prefix)
     if parsed[0] == "prefix":
-        query = under(parsed[1])
+        query = Item.objects.filter(keyrange.under(parsed[1], after))
         description = f"keys starting with {parsed[1]}"
     else:
         _, name, value = parsed
-        query = with_field(under(prefix), name, value)
+        query = with_field(Item.objects.filter(keyrange.under(prefix, after)), name, value)
         description = f"items under {prefix} whose metadata field {name!r} is {value!r}"
-    items = list(_in_key_order(query, after)[: size + 1])
+    items = keyrange.fetch(query, size + 1)
     next_after = items[size - 1].key if len(items) > size else None
     return [item_row(item, prefix) for item in items[:size]], next_after, description
 
@@ -244,7 +209,7 @@ def frames_of(item, limit=None):
     limit = limit or FRAME_LIMIT
     if keys.is_directory(item.key):
         return [], False
-    found = list(under(frame_prefix(item)).order_by("key_prefix", "key")[: limit + 1])
+    found = keyrange.fetch(Item.objects.filter(keyrange.under(frame_prefix(item))), limit + 1)
     frames = [frame for frame in found if frame.metadata.get("video") == item.key]
     return frames[:limit], len(found) > limit
 

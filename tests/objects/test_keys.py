@@ -76,3 +76,9 @@ def test_prefix_upper_bound_bounds_exactly_the_subtree():
         assert "/a/" <= inside < bound
     for outside in ["/a0", "/a1", "/b/"]:
         assert not ("/a/" <= outside < bound)
+
+
+@pytest.mark.parametrize("prefix, bound", [("/a/", "/a0"), ("/photos/ca", "/photos/cb"), ("/a\ud7ff", "/a\ue000"),
+                                           ("/a\U0010ffff", "/b"), ("\U0010ffff", None), ("", None)])
+def test_prefix_upper_bound_of_any_prefix(prefix, bound):
+    assert keys.prefix_upper_bound(prefix) == bound

@@ -113,9 +113,9 @@ def test_full_listing_streams(api, odd_keys):
 
 
 def test_listing_larger_than_a_batch(api, monkeypatch):
-    from objects import listing
+    from objects import keyrange
 
-    monkeypatch.setattr(listing, "BATCH", 7)
+    monkeypatch.setattr(keyrange, "BATCH", 7)
     keys = [f"/big/{i:03d}" for i in range(30)]
     for key in keys:
         api.post(key)
@@ -130,3 +130,13 @@ def test_long_keys_sort_past_the_indexed_prefix(api):
         api.post(key)
     assert api.keys("/long/") == sorted(keys)
     assert walk_pages(api, "/long/", 1)[0] == sorted(keys)
+
+
+def test_directory_longer_than_the_indexed_prefix_lists_only_its_keys(api):
+    directory = "/long/" + "d" * 600 + "/"
+    inside = [directory + "a", directory + "b/c"]
+    neighbours = [directory[:-1], directory[:-1] + "0", directory[:-1] + "e/x", "/long/" + "d" * 601]
+    for key in inside + neighbours:
+        api.post(key)
+    assert api.keys(directory) == inside, "keys sharing the first 512 characters must not leak into the listing"
+    assert walk_pages(api, directory, 1, "&delimiter=/")[0] == [directory + "a", directory + "b/"]

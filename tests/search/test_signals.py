@@ -9,7 +9,8 @@ from django.test.utils import CaptureQueriesContext
 
 from objects import writing
 from objects.models import Item
-from search.models import Vector
+from objects.keys import PREFIX_CHARS
+from search.models import MAX_FIELD_CHARS, Vector
 from search.vectors import as_unit, extract, unpack
 
 from .conftest import post_item
@@ -138,4 +139,14 @@ def test_what_is_a_vector(value, is_vector):
 
 
 def test_long_field_names_are_not_tracked():
-    assert extract({"v" * 200: [1], "w" * 201: [1]}).keys() == {"v" * 200}
+    longest = "v" * MAX_FIELD_CHARS
+    assert extract({longest: [1], longest + "w": [1]}).keys() == {longest}
+
+
+def test_longest_field_and_key_prefix_fit_one_index_entry(api):
+    # Four UTF-8 bytes per character, varied so that PostgreSQL cannot
+    # compress the index entry below its 2704-byte limit.
+    wide = "".join(chr(0x10000 + (i * 7919) % 60000) for i in range(PREFIX_CHARS + 20))
+    key, field = "/s/" + wide, wide[:MAX_FIELD_CHARS]
+    post_item(api, key, {field: [1, 2]})
+    assert rows()[(key, field)].key_prefix == key[:PREFIX_CHARS]

@@ -27,9 +27,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 
 from objects import content as content_store
-from objects import listing
+from objects import keyrange, listing
+from objects.models import Item
 from objects.management import DATA_MARK, Run, add_progress_argument, directory_prefix
-from objects.writing import items_under
 
 # Multiple of 3, so every chunk but the last encodes without base64 padding.
 CHUNK = 3 * 256 * 1024
@@ -97,7 +97,7 @@ class Command(BaseCommand):
             # The data owns stdout when it goes there; the summary then goes to stderr.
             report = self.stderr if output == "-" else self.stdout
             with snapshot():
-                run = Run(self, options, total=items_under(prefix).count(), unit="item", desc="export",
+                run = Run(self, options, total=Item.objects.filter(keyrange.under(prefix)).count(), unit="item", desc="export",
                           outcomes=("exported", "with content", "failed"))
                 content_bytes = 0
                 try:

@@ -1,0 +1,32 @@
+"""The search migrations carry existing vector rows over."""
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+from objects.keys import PREFIX_CHARS
+
+BEFORE = [("search", "0001_initial")]
+AFTER = [("search", "0002_vector_key_prefix_chars")]
+
+
+def migrate(targets):
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(targets)
+    return executor.loader.project_state(targets).apps
+
+
+@pytest.mark.django_db(transaction=True)
+def test_long_keys_get_the_longer_key_prefix():
+    old = migrate(BEFORE)
+    Item, Vector = old.get_model("objects", "Item"), old.get_model("search", "Vector")
+    key = "/m/" + "k" * 700
+    item = Item.objects.create(key=key, key_hash="h", key_prefix=key[:PREFIX_CHARS], dir="/m/", metadata={})
+    for field in ("v", "f" * 151):
+        Vector.objects.create(item=item, field=field, dim=1, key=key, key_prefix=key[:255], vector=b"\0\0\x80?")
+    try:
+        new = migrate(AFTER)
+        rows = list(new.get_model("search", "Vector").objects.values_list("field", "key_prefix"))
+        assert rows == [("v", key[:PREFIX_CHARS])], "the prefix must be widened; over-long field names dropped"
+    finally:
+        migrate(AFTER)

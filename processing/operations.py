@@ -21,7 +21,10 @@ sigma, resize/fit use Lanczos.  Pipeline of ``run`` for an image:
    result; every other operation: decode, apply EXIF orientation, operate;
 4. encode in the source's format (or ``format=``), ICC profile kept.
 
-Animated GIF/WebP/AVIF sources: only the first frame is processed and written.
+Animated GIF and WebP sources keep every frame when the output is GIF or WebP
+(``processing.animation``, one frame at a time); ``frame=N`` takes one frame
+as a still, and any other output format the first one. ``format=auto``
+chooses the format from the request's ``Accept`` (``processing.negotiation``).
 """
 import io
 import json
@@ -31,18 +34,19 @@ import numpy as np
 from django.conf import settings
 from PIL import Image, ImageDraw, ImageFilter
 
-from .errors import BadParameter, ToolUnavailable, UnsupportedInput
-from processing import imaging
+from .errors import BadParameter
+from processing import animation, imaging, info
+from processing.negotiation import AUTO, negotiate
 from processing.params import Choice, Float, Int, Less, MaxProduct, Rects, canonical_params, getlist
 from processing.params import parse_params
 
-CACHE_KEY_VERSION = "v1"  # bump when an operation's output changes, so cached derivatives are not reused
+CACHE_KEY_VERSION = "v2"  # bump when an operation's output changes, so cached derivatives are not reused
 
 _max_out = lambda: settings.ISTORE_MAX_OUTPUT_PIXELS  # noqa: E731 - read at parse time: tests override it
 _max_side = lambda: settings.ISTORE_MAX_OUTPUT_SIDE  # noqa: E731
-FORMAT = Choice("format", sorted(imaging.OUTPUT_FORMATS), default=None, example="webp",
-                canonical=lambda v: imaging.OUTPUT_FORMATS[v].lower())
+FORMAT = Choice("format", sorted(imaging.OUTPUT_FORMATS) + [AUTO], default=None, example="webp")
 QUALITY = Int("quality", min=1, max=100, default=None, example=85)
+FRAME = Int("frame", min=0, default=None, example=0)
 
 
 class OpSpec:
@@ -91,14 +95,18 @@ class Result:
 
 
 class Operation:
-    """A parsed, validated ``?apply=`` request: ``name``, ``params``, ``format``, ``quality``."""
+    """A parsed, validated ``?apply=`` request: ``name``, ``params``, ``format``, ``quality``, ``frame``."""
 
-    def __init__(self, spec, params, fmt, quality):
+    def __init__(self, spec, params, fmt, quality, frame=None, animated_format=None, negotiated=False):
         self.spec = spec
         self.name = spec.name
         self.params = params  # {name: parsed value}
         self.format = fmt  # Pillow name ("JPEG", ...) or None: keep the source's
         self.quality = quality  # 1..100 or None: encoder default
+        self.frame = frame  # one frame of an animation, as a still; None: every frame
+        # format=auto chooses separately for an animated source (processing.negotiation).
+        self.animated_format = fmt if not negotiated else animated_format
+        self.negotiated = negotiated  # the format depends on the request's Accept header
 
     def __repr__(self):
         return f"Operation({self.cache_key})"
@@ -114,12 +122,17 @@ class Operation:
         if spec.kind == "info":
             return f"{CACHE_KEY_VERSION}|info"
         fmt = self.format or ("JPEG" if spec.kind == "frame" else None)
-        quality = self.quality if fmt is None or fmt in imaging.LOSSY else None
+        formats = {fmt, self.animated_format} if spec.kind == "image" else {fmt}
+        quality = self.quality if None in formats or formats & imaging.LOSSY else None
         if spec.identity(self.params):
             op = "identity"  # resize 0x0, crop all 0, brightness 0, ...: all the same output
         else:
             op = f"{self.name}?{canonical_params(spec.params, self.params)}"
-        return f"{CACHE_KEY_VERSION}|{op}|format={(fmt or '-').lower()}|quality={quality or '-'}"
+        key = f"{CACHE_KEY_VERSION}|{op}|format={(fmt or '-').lower()}"
+        if spec.kind == "image" and self.animated_format != fmt:
+            key += f"/{(self.animated_format or '-').lower()}"  # an animated source's choice
+        key += f"|quality={quality or '-'}"
+        return key if self.frame is None else f"{key}|frame={self.frame}"
 
     def run(self, path, content_type=None):
         """Apply the operation to the source in local file ``path``; returns a ``Result``.
@@ -128,7 +141,7 @@ class Operation:
         only steers ``info`` towards video probing.  Raises only ``processing.errors``.
         """
         if self.spec.kind == "info":
-            return _info(path, content_type or "")
+            return Result(json.dumps(info.facts(path, content_type or "")).encode(), "application/json")
         if self.spec.kind == "frame":
             return self._frame(path)
         with imaging.open_image(path) as im:
@@ -140,12 +153,18 @@ class Operation:
         size = imaging.oriented_size(im, orient)
         target = spec.target(values, size) if spec.target else None
         unchanged = spec.identity(values) or target == size
-        same_format = self.format in (None, imaging.source_format(im))
-        if unchanged and same_format and self.quality is None:
+        animated = self.frame is None and getattr(im, "is_animated", False)
+        fmt = (self.animated_format if animated else self.format) or imaging.source_format(im)
+        if unchanged and fmt == imaging.source_format(im) and self.quality is None and self.frame is None:
             with open(path, "rb") as f:
-                return Result(f.read(), imaging.content_type(imaging.source_format(im)))
-        fmt = self.format or imaging.source_format(im)
+                return Result(f.read(), imaging.content_type(fmt))
         icc = im.info.get("icc_profile")
+        if animated and fmt in animation.FORMATS:
+            transform = self._transform(orient, None if unchanged else target, unchanged)
+            data = animation.run(im, path, transform, None if unchanged else target, fmt, self.quality, icc)
+            return Result(data, imaging.content_type(fmt))
+        if self.frame is not None:
+            animation.select(im, self.frame)
         if target is not None and not unchanged:
             imaging.check_output_size(*target)
             raw_target = target[::-1] if imaging.swaps_axes(orient) else target
@@ -159,8 +178,17 @@ class Operation:
         imaging.check_output_size(*out.size)
         return Result(imaging.encode(out, fmt, self.quality, icc), imaging.content_type(fmt))
 
+    def _transform(self, orient, target, unchanged):
+        """The operation on one decoded frame of an animation (resized in the source's axes)."""
+        if target is not None:
+            raw_target = target[::-1] if imaging.swaps_axes(orient) else target
+            return lambda frame: imaging.apply_orientation(imaging.resample(frame, raw_target), orient)
+        if unchanged:
+            return lambda frame: imaging.apply_orientation(frame, orient)
+        return lambda frame: self.spec.func(imaging.apply_orientation(frame, orient), **self.params)
+
     def _frame(self, path):
-        data = _video().grab_frame(path, self.params["sec"])
+        data = info.video().grab_frame(path, self.params["sec"])
         if self.quality is None and self.format in (None, "JPEG"):
             return Result(data, "image/jpeg")
         fmt = self.format or "JPEG"
@@ -169,11 +197,13 @@ class Operation:
             return Result(out, imaging.content_type(fmt))
 
 
-def parse_operation(query):
+def parse_operation(query, accept=None, default_format=None):
     """Parse and validate ``?apply=`` and its parameters from ``query``; None when there is no ``apply``.
 
     ``query`` is a Django QueryDict or any mapping with ``get``/``getlist``.
-    Raises ``BadParameter`` naming the offending parameter.
+    ``accept`` is the request's Accept header, for ``format=auto``;
+    ``default_format`` stands for a missing ``format=`` (``"auto"`` with
+    ISTORE_AUTO_FORMAT). Raises ``BadParameter`` naming the offending parameter.
     """
     names = getlist(query, "apply")
     if not names:
@@ -188,9 +218,13 @@ def parse_operation(query):
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise BadParameter(f"apply={name[:40]!r} is not an operation{hint}; use one of: {', '.join(REGISTRY)}")
     values = parse_params(name, spec.params, query, spec.constraints, skip_constraints=spec.identity)
-    fmt = FORMAT.parse(name, getlist(query, "format"))
+    fmt = FORMAT.parse(name, getlist(query, "format")) or default_format
     quality = QUALITY.parse(name, getlist(query, "quality"))
-    return Operation(spec, values, imaging.OUTPUT_FORMATS[fmt] if fmt else None, quality)
+    frame = FRAME.parse(name, getlist(query, "frame")) if spec.kind == "image" else None
+    if fmt == AUTO and spec.kind != "info":
+        chosen = negotiate(accept)
+        return Operation(spec, values, chosen.still, quality, frame, chosen.animated, negotiated=True)
+    return Operation(spec, values, imaging.OUTPUT_FORMATS.get(fmt), quality, frame)
 
 
 # ---------------------------------------------------------------- point operations
@@ -266,7 +300,7 @@ def invert(im):
 # ---------------------------------------------------------------- filters
 
 # Pillow's Gaussian filters are box blurs: their cost does not grow with sigma,
-# but the overlap of the strips below does. Past a few hundred, a blur has
+# but the overlap of the strips of imaging.filtered does. Past a few hundred, a blur has
 # flattened every detail a source of the allowed sizes has.
 SIGMA_MAX = 250
 
@@ -275,48 +309,14 @@ def _sigma(**kw):
     return Float("sigma", gt=0, max=SIGMA_MAX, example=1.5, **kw)
 
 
-STRIP_PIXELS = 4_000_000  # images larger than this are filtered in strips
-
-
-def _filtered(im, image_filter, sigma):
-    """``im.filter(image_filter)``, in strips when the image is large.
-
-    Pillow's Gaussian filters allocate a second full-size buffer; on a
-    50-megapixel source that took a worker past 600 MB. Strips overlapping by
-    more than the blur's support (box blurs: about 3 sigma) give the same
-    pixels with a fraction of the memory. They run along the longer side, and
-    each is at least twice as long as its overlap, so the work is at most
-    twice the whole image's and a strip holds at most 4 x (4 sigma + 4) x the
-    shorter side (28 Mpx at sigma 250 on the largest square source).
-    """
-    width, height = im.size
-    if width * height <= STRIP_PIXELS:
-        return im.filter(image_filter)
-    across = min(width, height)  # the strips' width
-    along = max(width, height)
-    margin = int(4 * sigma) + 4
-    step = max(64, STRIP_PIXELS // (4 * across), 2 * margin)
-
-    def box(start, end):  # a strip from ``start`` to ``end`` along the longer side
-        return (start, 0, end, height) if width > height else (0, start, width, end)
-
-    out = Image.new(im.mode, im.size)
-    for start in range(0, along, step):
-        end = min(along, start + step)
-        low, high = max(0, start - margin), min(along, end + margin)
-        strip = im.crop(box(low, high)).filter(image_filter)
-        out.paste(strip.crop(box(start - low, end - low)), box(start, end)[:2])
-    return out
-
-
 def _premultiplied(im, image_filter, sigma):
     # Filter colour weighted by alpha (as Go imaging's blur does), so transparent
     # pixels' hidden colours do not bleed into visible ones.
     im = imaging.pixel_mode(im)
     if im.mode in ("RGBA", "LA"):
         pre = {"RGBA": "RGBa", "LA": "La"}[im.mode]
-        return _filtered(im.convert(pre), image_filter, sigma).convert(im.mode)
-    return _filtered(im, image_filter, sigma)
+        return imaging.filtered(im.convert(pre), image_filter, sigma).convert(im.mode)
+    return imaging.filtered(im, image_filter, sigma)
 
 
 @register("blur", _sigma())
@@ -327,7 +327,7 @@ def blur(im, sigma):
 @register("sharpen", _sigma(aliases=("sigmoid",)))
 def sharpen(im, sigma):
     # src + (src - blur(src, sigma)): an unsharp mask at 100%, threshold 0.
-    return _filtered(imaging.pixel_mode(im), ImageFilter.UnsharpMask(radius=sigma, percent=100, threshold=0), sigma)
+    return imaging.filtered(imaging.pixel_mode(im), ImageFilter.UnsharpMask(radius=sigma, percent=100, threshold=0), sigma)
 
 
 # ---------------------------------------------------------------- geometry
@@ -404,38 +404,5 @@ define("fit", Int("w", min=1, **_side), Int("h", min=1, **_side), target=_fit_ta
 
 # ---------------------------------------------------------------- info and video
 
-def _video():
-    # Imported lazily: the video module pulls in ffmpeg tooling that image-only
-    # deployments and these module's tests do not need.
-    try:
-        from processing import video
-    except ImportError as err:
-        raise ToolUnavailable(f"video support is not available on this server: {err}") from None
-    return video
-
-
 define("info", kind="info")
 define("frame", Float("sec", min=0, example=1.5), kind="frame")
-
-
-def _json(data):
-    return Result(json.dumps(data).encode(), "application/json")
-
-
-def _info(path, content_type):
-    """JSON facts about the source: Pillow's for images, ffprobe's (via processing.video) for videos."""
-    if content_type.lower().startswith("video/"):
-        return _json(_video().probe(path))
-    try:
-        im = imaging.open_image(path)
-    except UnsupportedInput as not_image:
-        try:
-            return _json(_video().probe(path))
-        except UnsupportedInput:
-            raise UnsupportedInput(f"{not_image.detail}; nor is it a video") from None
-        except ToolUnavailable:  # no ffmpeg here: what we know is that it is not an image
-            raise not_image from None
-    with im:
-        width, height = imaging.oriented_size(im, imaging.orientation(im))
-        fmt = imaging.source_format(im).lower()
-        return _json({"format": fmt, "width": width, "height": height, "mode": im.mode})

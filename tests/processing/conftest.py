@@ -193,3 +193,57 @@ def not_videos(video_dir, timer_video):
     playlist.write_text("#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nhttp://127.0.0.1:9/segment.ts\n#EXT-X-ENDLIST\n")
     return {"png": str(png), "noise": str(noise), "empty": str(empty), "truncated": str(truncated),
             "playlist": str(playlist)}
+
+
+# ------------------------------------------------------------------ animations
+
+ANIMATION_SIZE = (32, 24)
+ANIMATION_DURATIONS = [80, 120, 160, 200, 240]
+
+
+def animation_frames(size=ANIMATION_SIZE, count=len(ANIMATION_DURATIONS)):
+    """RGBA frames: a red square moving right over a fixed blue bar and a yellow corner, transparent
+    elsewhere; few colours, so a GIF holds them exactly."""
+    frames = []
+    for i in range(count):
+        im = Image.new("RGBA", size, (0, 0, 0, 0))
+        im.paste((0, 0, 255, 255), (2, size[1] - 6, size[0] - 2, size[1] - 2))
+        im.paste((255, 255, 0, 255), (0, 0, 4, 4))
+        im.paste((255, 0, 0, 255), (4 + 4 * i, 6, 12 + 4 * i, 14))
+        frames.append(im)
+    return frames
+
+
+def encode_animation(fmt, frames=None, durations=ANIMATION_DURATIONS, **options):
+    """Bytes of an animation of ``frames`` written by Pillow (GIF with disposal 2, lossless WebP)."""
+    frames = frames or animation_frames()
+    out = io.BytesIO()
+    if fmt == "GIF":
+        options.setdefault("disposal", 2)
+    else:
+        options.setdefault("lossless", True)
+    frames[0].save(out, fmt, save_all=True, append_images=frames[1:], duration=durations, **options)
+    return out.getvalue()
+
+
+def frames_of(data):
+    """Every frame of an image as RGBA numpy arrays (composed as a browser shows them), and their durations."""
+    im = Image.open(io.BytesIO(data))
+    arrays, durations = [], []
+    for index in range(getattr(im, "n_frames", 1)):
+        im.seek(index)
+        arrays.append(np.asarray(im.convert("RGBA")))
+        durations.append(im.info.get("duration", 0))
+    return arrays, durations
+
+
+@pytest.fixture
+def animated_gif():
+    """Bytes of a 5-frame 32x24 GIF with transparency, playing 3 more times."""
+    return encode_animation("GIF", loop=3)
+
+
+@pytest.fixture
+def animated_webp():
+    """Bytes of the same animation as a lossless WebP, looping for ever."""
+    return encode_animation("WEBP", loop=0)

@@ -224,12 +224,12 @@ def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path):
     assert out.ravel().tolist() == [26, 90, 154, 255]
 
 
-def test_animated_gif_first_frame_only(tmp_path):
+def test_animated_gif_to_a_still_format_gives_the_first_frame(tmp_path):
     frames = [Image.new("RGB", (6, 4), c) for c in ((255, 0, 0), (0, 0, 255))]
     path = str(tmp_path / "anim.gif")
     frames[0].save(path, "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
-    out = Image.open(io.BytesIO(run("apply=flipH", path).data))
-    assert getattr(out, "n_frames", 1) == 1
+    out = Image.open(io.BytesIO(run("apply=flipH&format=png", path).data))
+    assert getattr(out, "n_frames", 1) == 1, "PNG output of an animation is its first frame"
     assert out.convert("RGB").getpixel((0, 0)) == (255, 0, 0)
 
 

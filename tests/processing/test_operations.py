@@ -405,13 +405,13 @@ def test_every_image_operation_runs_on_rgba_palette_and_greyscale(tmp_path):
 def test_large_images_are_filtered_in_strips_with_the_same_pixels(monkeypatch, name, sigma):
     from PIL import ImageFilter
 
-    from processing import operations
+    from processing import imaging
 
     rng = np.random.default_rng(3)
     im = Image.fromarray(rng.integers(0, 255, (300, 200, 3), dtype=np.uint8))
     image_filter = (ImageFilter.GaussianBlur(sigma) if name == "blur"
                     else ImageFilter.UnsharpMask(radius=sigma, percent=100, threshold=0))
     whole = np.asarray(im.filter(image_filter))
-    monkeypatch.setattr(operations, "STRIP_PIXELS", 10_000)  # force strips on a small image
-    assert np.array_equal(np.asarray(operations._filtered(im, image_filter, sigma)), whole), \
+    monkeypatch.setattr(imaging, "STRIP_PIXELS", 10_000)  # force strips on a small image
+    assert np.array_equal(np.asarray(imaging.filtered(im, image_filter, sigma)), whole), \
         "strips must give exactly the whole-image filter's pixels"

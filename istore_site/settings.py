@@ -294,6 +294,12 @@ ISTORE_SEARCH_INDEX_DTYPE = os.environ.get("ISTORE_SEARCH_INDEX_DTYPE", "f32")
 # The image proxy (processing/, objects/signing.py, sources/http/): animated
 # images, format negotiation, signed URLs, stale-if-error. See docs/processing.md.
 ISTORE_MAX_ANIMATION_PIXELS = env_int("ISTORE_MAX_ANIMATION_PIXELS", 500_000_000)
+# Secrets for signed URLs, comma-separated: the first signs, all verify. Empty: off.
+ISTORE_URL_SIGNING_KEYS = env_list("ISTORE_URL_SIGNING_KEYS")
+# A processed request without format= behaves as format=auto (negotiated by Accept).
+ISTORE_AUTO_FORMAT = env_bool("ISTORE_AUTO_FORMAT", False)
+# Seconds past its freshness a cached http source may be served when its origin fails.
+ISTORE_STALE_IF_ERROR = env_int("ISTORE_STALE_IF_ERROR", 86400)
 
 # --- Logging -----------------------------------------------------------------
 

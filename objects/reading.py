@@ -29,6 +29,7 @@ import logging
 import os
 from contextlib import ExitStack, contextmanager
 from datetime import timezone as dt_timezone
+from functools import partial
 
 from django.conf import settings
 from django.http import QueryDict
@@ -47,18 +48,21 @@ logger = logging.getLogger(__name__)
 _LOOKUP = object()
 
 
-def read(key, query=None, depth=0, *, item=_LOOKUP, chain=None):
+def read(key, query=None, depth=0, *, item=_LOOKUP, chain=None, accept=None):
     """The Body that a GET of ``key`` with ``query`` returns, at ``self://`` nesting ``depth``.
 
     ``query`` is a QueryDict, a mapping, or a query string (``self://P?Q``).
     ``item`` may be passed when the caller already looked it up (None: not
     registered). ``chain`` is the keys read so far on this request (cycle
-    detection; ``self`` resolvers extend it).
+    detection; ``self`` resolvers extend it). ``accept`` is the request's
+    Accept header ("" when it sent none), which ``format=auto`` negotiates
+    with at every level; None for a read made by istore itself, which
+    ``ISTORE_AUTO_FORMAT`` does not concern.
     """
     query = _as_query(query)
-    operation = _parse_operation(query)
+    operation = _parse_operation(query, accept, depth)
     chain = chain or (key,)
-    body = _open(key, item, depth, chain)
+    body = _open(key, item, depth, chain, accept)
     if operation is None:
         return body
     try:
@@ -75,19 +79,22 @@ def _as_query(query):
     return query
 
 
-def _parse_operation(query):
+def _parse_operation(query, accept, depth):
+    # ISTORE_AUTO_FORMAT concerns the request's own operation, not those of the self:// sources it reads.
+    auto = accept is not None and depth == 0 and settings.ISTORE_AUTO_FORMAT
     with translated():
-        return operations.parse_operation(query)
+        return operations.parse_operation(query, accept=accept, default_format="auto" if auto else None)
 
 
-def _open(key, item, depth, chain):
+def _open(key, item, depth, chain, accept):
     if item is _LOOKUP:
         item = Item.objects.by_key(key)
     if item is not None and item.has_content:
         return _upload_body(item)
     parsed = keys.parse_key(key)
     if parsed.source is not None:
-        context = sources.Context(key=key, dir=parsed.dir, depth=depth, chain=chain, read=read)
+        context = sources.Context(key=key, dir=parsed.dir, depth=depth, chain=chain,
+                                  read=read if accept is None else partial(read, accept=accept))
         return sources.open_source(parsed.source, context)
     if item is None:
         raise NotFound(f"Nothing is at {key!r}: it is not registered, has no uploaded content and embeds "
@@ -187,4 +194,6 @@ def _derived(body, operation, derivative):
         path=handle.name if handle is not None else None,
         data=derivative.data,
         processed=True,
+        vary="Accept" if operation.negotiated else body.vary,
+        cache_status=body.cache_status,
     )

@@ -28,9 +28,14 @@ and the view. So only requests whose answer depends on nothing but the URL,
 the Host and the fingerprint are replayed: GETs of a key (not a directory,
 not ``?meta=``, not a reserved ``/_`` path), without ``Range``, conditional
 headers, ``Authorization`` or ``Cookie``, on a store with public reads; and
-only answers without ``Vary`` or ``Set-Cookie``. Every header Django's
-middleware added is in the kept answer. A policy that must also hold for
-replays (a rate limit, a signature) belongs in ``_eligible``; one that only
+only answers without ``Set-Cookie``, and without ``Vary`` unless it is
+``Vary: Accept``. That one is istore's own ``format=auto``, whose choice
+depends on nothing but the formats the Accept header lists
+(``processing.negotiation``): the choice is part of an entry's key, so an
+answer is only replayed to a request that would be given the same format.
+Every header Django's middleware added is in the kept answer. A policy that
+must also hold for replays (a rate limit, a signature: ``signing.replayable``)
+belongs in ``_eligible``; one that only
 guards expensive work needs nothing here, since a replay does no expensive
 work (an uncached processed result excepted, below, which runs through the
 same read pipeline and so under the same limits).
@@ -57,7 +62,9 @@ from urllib.parse import unquote
 from cachetools import LRUCache
 from django.conf import settings
 
-from . import capacity, keys, metrics, reading, responses, sources
+from processing.negotiation import negotiate
+
+from . import capacity, keys, metrics, reading, responses, signing, sources
 from .middleware import log_request
 from .models import Item
 
@@ -102,12 +109,14 @@ def _eligible(environ):
         return None
     if keys.is_reserved(key) or keys.is_directory(key) or keys.split_verb(key)[1]:
         return None
+    if not signing.replayable(environ):
+        return None
     return key
 
 
 def _request_key(environ):
     return (environ.get("HTTP_HOST"), environ.get("wsgi.url_scheme"), environ.get("HTTP_X_FORWARDED_PROTO"),
-            environ["RAW_URI"])
+            environ["RAW_URI"], negotiate(environ.get("HTTP_ACCEPT")))
 
 
 @dataclass(frozen=True)
@@ -120,6 +129,7 @@ class Entry:
     body: bytes
     file: str = None  # the cache file nginx sends, for X-Accel-Redirect answers
     query: str = None  # set when the body is read again on each replay (uncached processed results)
+    accept: str = None  # the Accept header it is read again with (one of the same choice of format)
 
     @property
     def size(self):
@@ -129,7 +139,7 @@ class Entry:
         per_header = 160  # a (name, value) tuple and its two strings
         overhead = 500  # the entry, its fingerprint and request key
         return (len(self.body) + sum(len(name) + len(value) + per_header for name, value in self.headers)
-                + 2 * len(self.key) + len(self.query or "") + overhead)
+                + 2 * len(self.key) + len(self.query or "") + len(self.accept or "") + overhead)
 
 
 class ReplayLayer:
@@ -173,7 +183,7 @@ class ReplayLayer:
                 return None
             if entry.query is None:
                 return entry.headers, entry.body
-            body = reading.read(entry.key, entry.query)
+            body = reading.read(entry.key, entry.query, accept=entry.accept)
             try:
                 with body.open() as handle:
                     data = handle.read()
@@ -206,12 +216,13 @@ class ReplayLayer:
             return result
         names = {name.lower(): value for name, value in answer["headers"]}
         length = names.get("content-length", "")
-        if "vary" in names or "set-cookie" in names or not length.isdigit():
+        if names.get("vary", "accept").lower() != "accept" or "set-cookie" in names or not length.isdigit():
             return result
         entry = Entry(key, token, environ.get("PATH_INFO", ""), answer["status"], list(answer["headers"]), b"",
                       file=_accel_file(names.get("x-accel-redirect")))
         if "apply=" in environ.get("QUERY_STRING", "") and not settings.ISTORE_CACHE_DERIVATIVES:
-            self._store(request_key, replace(entry, query=environ.get("QUERY_STRING", "")))
+            self._store(request_key, replace(entry, query=environ.get("QUERY_STRING", ""),
+                                             accept=environ.get("HTTP_ACCEPT", "")))
             return result
         if int(length) > settings.ISTORE_REPLAY_MAX_BODY_BYTES:
             return result

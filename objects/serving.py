@@ -21,10 +21,11 @@ from urllib.parse import quote
 
 from django.conf import settings
 from django.http import FileResponse, HttpResponse, StreamingHttpResponse
-from django.utils.cache import get_conditional_response
+from django.utils.cache import get_conditional_response, patch_vary_headers
 from django.utils.http import parse_http_date_safe
 
 from . import cache as shared_cache
+from . import signing
 from .responses import error
 
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -52,14 +53,20 @@ def respond(request, body):
         # Behind nginx, Range is nginx's to answer, on the file itself.
         allow_range=not body.processed and not accel,
     )
+    if body.vary:
+        patch_vary_headers(response, (body.vary,))  # on 304s too
+    if body.cache_status:
+        response["Cache-Status"] = body.cache_status
     if accel and response.status_code == 200:
         response["X-Accel-Redirect"] = accel
         response["Content-Length"] = "0"
         if not body.processed:
             response["Accept-Ranges"] = "bytes"
-    if settings.ISTORE_ACCEL_EXPIRES > 0 and settings.ISTORE_PUBLIC_READ and response.status_code in (200, 304):
-        # nginx's proxy_cache may reuse it for that long (docs/deploy.md); never a private store's.
-        response["X-Accel-Expires"] = str(settings.ISTORE_ACCEL_EXPIRES)
+    # nginx's proxy_cache may reuse it for that long (docs/deploy.md); never a private store's, nor a
+    # signed URL past its exp, nor what a token opened without a signature.
+    expires = signing.shared_cache_seconds(request, settings.ISTORE_ACCEL_EXPIRES)
+    if expires > 0 and settings.ISTORE_PUBLIC_READ and response.status_code in (200, 304):
+        response["X-Accel-Expires"] = str(expires)
     return response
 
 

@@ -9,7 +9,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from django.http import HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from . import access, content, keys, listing, payloads, reading, serving, verbs, writing
+from . import access, content, keys, listing, payloads, reading, serving, signing, verbs, writing
 from .errors import ApiError, BadRequest, NotFound
 from .models import Item
 from .responses import error, error_response, json_response
@@ -34,6 +34,7 @@ def namespace(request):
             return error(405, "method_not_allowed", f"{request.method} is not supported on keys; use {ALLOWED}.",
                          headers={"Allow": ALLOWED})
         access.check(request, write=request.method not in READ_METHODS)
+        signing.check(request)  # before any source is opened
         response = handler(request, key)
     except ApiError as exc:
         response = error_response(exc)
@@ -52,7 +53,7 @@ def get(request, key):
     item = find(key)
     if meta:
         return json_response(item.as_dict())
-    body = reading.read(item.key, request.GET, item=item)
+    body = reading.read(item.key, request.GET, item=item, accept=request.META.get("HTTP_ACCEPT", ""))
     try:
         return serving.respond(request, body)
     finally:

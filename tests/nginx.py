@@ -41,9 +41,15 @@ http {{
 """
 
 # The cache of docs/deploy.md ("nginx caches content"), plus a header telling the tests what it did.
-CACHE_ZONE = "    proxy_cache_path {work}/nginx-cache levels=1:2 keys_zone=istore:10m max_size=1g inactive=10m;"
+CACHE_ZONE = """    proxy_cache_path {work}/nginx-cache levels=1:2 keys_zone=istore:10m max_size=1g inactive=10m;
+    map $http_accept $istore_format {{
+        ~*image/avif  avif;
+        ~*image/webp  webp;
+        default       "";
+    }}"""
 CACHE = """
             proxy_cache istore;
+            proxy_cache_key $scheme$proxy_host$request_uri$istore_format;
             proxy_ignore_headers Cache-Control Expires;
             proxy_cache_revalidate on;
             proxy_cache_lock on;

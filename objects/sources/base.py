@@ -50,6 +50,9 @@ class Body:
     opener: Callable | None = None  # returns a binary file object (remote storage)
     to_local: Callable | None = None  # returns a local path holding the bytes (copies remote storage)
     processed: bool = False
+    # RFC 9211 Cache-Status to send, for a stale copy served because the origin failed.
+    cache_status: str | None = None
+    vary: str | None = None  # "Accept" when format=auto chose the format of these bytes
     _handed_out: bool = field(default=False, repr=False)
 
     def open(self):

@@ -1,4 +1,5 @@
 """Fixtures for the sources tests: a real HTTP origin on 127.0.0.1 that counts requests."""
+import socket
 import threading
 import time
 from collections import Counter
@@ -30,6 +31,7 @@ class Origin:
         self.routes = {}
         self.count = Counter()
         self.seen = []  # (path, headers dict, status sent)
+        self.connections = set()  # sockets of the connections it served, for down()
         self.lock = threading.Lock()
         self.http = LocalServer(self._handle)
         self.port = self.http.port
@@ -51,6 +53,7 @@ class Origin:
         path = request.path
         with self.lock:
             self.count[path] += 1
+            self.connections.add(request.connection)
         route = self.routes.get(path)
         headers = {k: v for k, v in request.headers.items()}
         if route is None:
@@ -71,7 +74,10 @@ class Origin:
         with self.lock:
             self.seen.append((path, headers, status))
         try:
-            request.send_response(status)
+            if "Date" in route.headers:  # the route's own Date (a response made in the past)
+                request.send_response_only(status)
+            else:
+                request.send_response(status)
             for name, value in route.headers.items():
                 request.send_header(name, value)
             if route.etag:
@@ -109,6 +115,16 @@ class Origin:
             request.wfile.write(route.body)
         except (BrokenPipeError, ConnectionResetError):
             request.close_connection = True
+
+    def down(self):
+        """Stop answering at once: refuse new connections and cut the open ones."""
+        self.close()
+        with self.lock:
+            for connection in self.connections:
+                try:
+                    connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
     def close(self):
         self.http.close()

@@ -1,9 +1,11 @@
 """ISTORE_ACCEL_EXPIRES (issue 8 §5): how long nginx's proxy_cache may reuse a content response."""
+import io
 import time
 
 import pytest
 import requests
 from django.contrib.auth.models import User
+from PIL import Image
 from rest_framework.authtoken.models import Token
 
 from tests.nginx import istore_behind_nginx
@@ -96,3 +98,17 @@ def test_metadata_through_nginx_is_always_fresh(cached_front):
     response = requests.get(front + "/c/m?meta=1", timeout=30)
     assert response.json()["metadata"] == {"v": 2}, "metadata was served from nginx's cache"
     assert response.headers["X-Cache-Status"] != "HIT"
+
+
+def test_negotiated_answers_are_kept_apart_by_nginx(cached_front):
+    app, front = cached_front["app"], cached_front["nginx"]
+    out = io.BytesIO()
+    Image.new("RGB", (40, 20), "red").save(out, "PNG")
+    assert requests.put(app + "/c/a.png", data=out.getvalue(), timeout=30).status_code == 201
+    url = front + "/c/a.png?apply=resize&w=10&format=auto"
+    webp = [requests.get(url, headers={"Accept": "image/webp,*/*"}, timeout=30) for _ in range(2)]
+    assert [r.headers["Content-Type"] for r in webp] == ["image/webp"] * 2
+    assert webp[1].headers["X-Cache-Status"] == "HIT"
+    for accept in ("*/*", "image/png,image/*;q=0.8", None):
+        response = requests.get(url, headers={} if accept is None else {"Accept": accept}, timeout=30)
+        assert response.headers["Content-Type"] == "image/png", f"nginx sent a WebP for Accept: {accept}"

@@ -260,3 +260,37 @@ def test_private_store_checks_every_read(start_server):
         assert server.get(key, RESIZE, Authorization=f"Token {token}").status_code == 200
     assert server.get(key, RESIZE).status_code == 401, "a read without a token was answered from replay"
     assert server.replays() == 0, "a private store must check every read"
+
+
+def test_negotiated_answers_are_replayed_per_chosen_format(server, file_key):
+    query = "apply=resize&w=10&format=auto"
+    first = server.get(file_key, query, Accept="image/webp,*/*")
+    before = server.replays()
+    again = server.get(file_key, query, Accept="image/webp")  # another header, the same choice: WebP
+    assert server.replays() == before + 1, "an answer in the same negotiated format was not replayed"
+    assert again.headers["Content-Type"] == first.headers["Content-Type"] == "image/webp"
+    assert again.headers["Vary"] == "Accept"
+    png_answer = server.get(file_key, query, Accept="*/*")
+    assert png_answer.headers["Content-Type"] == "image/png", "a WebP answer was replayed to a client without WebP"
+    assert server.replays() == before + 1
+
+
+def test_signed_url_is_replayed_until_it_expires(start_server):
+    import time
+
+    from objects.signing import signature
+
+    server = start_server(ISTORE_URL_SIGNING_KEYS="replay-secret")
+    key = server.file_key()
+    target = f"{key}?{RESIZE}&exp={int(time.time()) + 4}"
+    signed = f"{target}&sig={signature(target, 'replay-secret')}"
+    first = requests.get(server.base + signed, timeout=30)
+    assert first.status_code == 200, first.text
+    before = server.replays()
+    assert requests.get(server.base + signed, timeout=30).status_code == 200
+    assert server.replays() == before + 1, "a valid signed URL was not replayed"
+    assert server.get(key, RESIZE).status_code == 403, "the unsigned URL was answered"
+    time.sleep(max(0.0, int(target.rsplit("=", 1)[1]) + 1.1 - time.time()))
+    expired = requests.get(server.base + signed, timeout=30)
+    assert expired.status_code == 403 and expired.json()["error"] == "signature_expired", \
+        "an expired signed URL was answered from replay"

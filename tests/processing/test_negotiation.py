@@ -53,3 +53,97 @@ def test_auto_format_default_applies_without_format():
 def test_frame_is_part_of_the_cache_key(a, b):
     assert op(a).cache_key != op(b).cache_key
     assert op("apply=flipH&frame=01").cache_key == op("apply=flipH&frame=1").cache_key
+
+
+# ------------------------------------------------------------------ over HTTP
+
+import io  # noqa: E402
+
+from PIL import Image  # noqa: E402
+
+from tests.objects.conftest import content  # noqa: E402
+
+from .conftest import encode_animation  # noqa: E402
+
+KEY = "/auto/a.png"
+
+
+@pytest.fixture
+def image(api):
+    out = io.BytesIO()
+    Image.new("RGB", (40, 20), (10, 200, 30)).save(out, "PNG")
+    assert api.upload(KEY, out.getvalue(), content_type="image/png").status_code == 201
+    return KEY
+
+
+def computed(client):
+    text = client.get("/_metrics").content.decode()
+    for line in text.splitlines():
+        if line.startswith('istore_processing_seconds_count{operation="resize"}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+@pytest.mark.parametrize("accept,content_type", [
+    (CHROME, "image/avif"), (OLD_FIREFOX, "image/webp"), (CURL, "image/png"), (None, "image/png"),
+])
+def test_auto_answers_by_accept_with_vary(api, image, accept, content_type):
+    extra = {} if accept is None else {"HTTP_ACCEPT": accept}
+    response = api.get(image, "apply=resize&w=10&format=auto", **extra)
+    assert response.status_code == 200
+    assert response["Content-Type"] == content_type, f"Accept: {accept}"
+    assert response["Vary"] == "Accept", "a negotiated answer says what it varies on"
+    assert Image.open(io.BytesIO(content(response))).format == content_type.split("/")[1].upper()
+
+
+def test_one_cached_result_per_chosen_format(api, image, client):
+    query = "apply=resize&w=10&format=auto"
+    before = computed(client)
+    etags = {}
+    for accept in (CHROME, SAFARI_16, CHROME, OLD_FIREFOX, CURL, OLD_FIREFOX):
+        etags.setdefault(accept, set()).add(api.get(image, query, HTTP_ACCEPT=accept)["ETag"])
+    assert computed(client) - before == 3, "AVIF, WebP and PNG are each computed once"
+    assert etags[CHROME] == etags[SAFARI_16], "the same format is the same result"
+    assert len(set().union(*etags.values())) == 3, "each format has its own ETag"
+
+
+def test_not_modified_keeps_vary(api, image):
+    first = api.get(image, "apply=resize&w=10&format=auto", HTTP_ACCEPT=OLD_FIREFOX)
+    again = api.get(image, "apply=resize&w=10&format=auto", HTTP_ACCEPT=OLD_FIREFOX, HTTP_IF_NONE_MATCH=first["ETag"])
+    assert again.status_code == 304 and again["Vary"] == "Accept"
+    other = api.get(image, "apply=resize&w=10&format=auto", HTTP_ACCEPT=CURL, HTTP_IF_NONE_MATCH=first["ETag"])
+    assert other.status_code == 200, "a WebP's ETag does not match the PNG another client is given"
+
+
+def test_explicit_format_does_not_vary(api, image):
+    response = api.get(image, "apply=resize&w=10&format=webp", HTTP_ACCEPT=CHROME)
+    assert response["Content-Type"] == "image/webp" and not response.has_header("Vary")
+
+
+def test_auto_format_setting_makes_auto_the_default(api, image, settings):
+    settings.ISTORE_AUTO_FORMAT = True
+    negotiated = api.get(image, "apply=resize&w=10", HTTP_ACCEPT=OLD_FIREFOX)
+    assert negotiated["Content-Type"] == "image/webp" and negotiated["Vary"] == "Accept"
+    chosen = api.get(image, "apply=resize&w=10&format=png", HTTP_ACCEPT=OLD_FIREFOX)
+    assert chosen["Content-Type"] == "image/png" and not chosen.has_header("Vary")
+    plain = api.get(image, "", HTTP_ACCEPT=OLD_FIREFOX)
+    assert plain["Content-Type"] == "image/png" and not plain.has_header("Vary"), "unprocessed reads are as stored"
+
+
+def test_animated_source_stays_animated(api):
+    assert api.upload("/auto/a.gif", encode_animation("GIF", loop=0), content_type="image/gif").status_code == 201
+    webp = api.get("/auto/a.gif", "apply=flipH&format=auto", HTTP_ACCEPT=CHROME)
+    out = Image.open(io.BytesIO(content(webp)))
+    assert out.format == "WEBP" and out.n_frames == 5, "AVIF would lose the frames: WebP is chosen"
+    gif = api.get("/auto/a.gif", "apply=flipH&format=auto", HTTP_ACCEPT="image/avif,*/*")
+    assert Image.open(io.BytesIO(content(gif))).format == "GIF"
+    still = api.get("/auto/a.gif", "apply=flipH&format=auto&frame=1", HTTP_ACCEPT=CHROME)
+    assert still["Content-Type"] == "image/avif", "one frame is a still"
+
+
+def test_self_source_negotiates_with_the_request(api, image):
+    key = "/auto/self://a.png?apply=resize&w=10&format=auto"
+    assert api.post(key, {}).status_code == 201
+    response = api.get(key, "", HTTP_ACCEPT=OLD_FIREFOX)
+    assert response["Content-Type"] == "image/webp" and response["Vary"] == "Accept"
+    assert api.get(key, "", HTTP_ACCEPT=CURL)["Content-Type"] == "image/png"

@@ -29,10 +29,16 @@ class _SourceStore(SeparateBodyBaseCache):
     ``get`` returns metadata only when the body it belongs to is present (same
     token), and opens that body; ``get_body`` hands the open file to the
     controller. Handles not taken by the resolver are closed by ``close``.
+
+    Entries are kept ``extra_life`` seconds past their freshness, and with
+    ``keep_stale`` the controller's purge of a stale entry is ignored, so that
+    an entry can still stand in for an origin that fails (``stale``).
     """
 
-    def __init__(self, shared):
+    def __init__(self, shared, keep_stale=False):
         self.shared = shared
+        self.keep_stale = keep_stale
+        self.extra_life = 0
         self.token = None  # the body token this fetch reads or writes
         self.meta_written = False
         self.expires = None
@@ -63,7 +69,7 @@ class _SourceStore(SeparateBodyBaseCache):
         return handle
 
     def set(self, key, value, expires=None):
-        expire = expires if isinstance(expires, int) and expires > 0 else None
+        expire = expires + self.extra_life if isinstance(expires, int) and expires > 0 else None
         self.shared.set_value(META + key, (self.token, value), expire=expire)
         self.meta_written = True
         self.expires = expire
@@ -72,6 +78,8 @@ class _SourceStore(SeparateBodyBaseCache):
         raise NotImplementedError("source bodies are streamed into the cache by HttpResolver")
 
     def delete(self, key):
+        if self.keep_stale:
+            return
         self.shared.delete(META + key)
         self.shared.delete(BODY + key)
 

@@ -2,7 +2,8 @@
 ``HttpResolver``: an ``http``/``https`` source as a ``Body``, fresh from the
 cache when CacheControl says so, else fetched once under the cache's
 single-flight lock: revalidated (304), stored whole, or served while it
-downloads (``_stream_response``).
+downloads (``_stream_response``); or, when the origin fails, the stale copy
+(``stale``).
 """
 import logging
 import os
@@ -22,8 +23,10 @@ from ...digests import digest
 from ...errors import BadRequest
 from ...mediatypes import SNIFF_BYTES, clean_type, guess_type
 from ..base import Body, Resolver
+from . import stale
 from .caching import BODY, META, SYNTHETIC_ETAG, TOKEN_TAG, _HEURISTIC, _PARSER, _SourceStore
-from .fetch import SourceError, SourceNotFound, _SourceReader, _streamable, _too_large, deadline, get, session
+from .fetch import SourceError, SourceNotFound, SourceTimeout, _SourceReader, _streamable, _too_large, deadline, get
+from .fetch import session
 
 logger = logging.getLogger("objects.sources.http")  # the package's name, for all of its modules
 
@@ -72,13 +75,15 @@ class HttpResolver(Resolver):
             held.enter_context(capacity.slot("fetch"))
             held.enter_context(cache.lock("src:" + cache_key, wait=settings.ISTORE_SOURCE_TIMEOUT))
             body = self._fresh(cache, request, url)
+            if body is None and stale.recently_failed(cache, cache_key):
+                body = self._stale(cache, request, cache_key, url)
             if body is not None:
                 return body
             return self._fetch(cache, request, cache_key, url, deadline(), held=held)
 
     def _fresh(self, cache, request, url):
         """The cached body if CacheControl says it is fresh, else None."""
-        store = _SourceStore(cache)
+        store = _SourceStore(cache, keep_stale=True)
         try:
             response = CacheController(store).cached_request(request)
             if not response:
@@ -97,9 +102,15 @@ class HttpResolver(Resolver):
             headers = controller.conditional_headers(request) if conditional else {}
             if headers.get("If-None-Match", "").startswith(SYNTHETIC_ETAG):
                 del headers["If-None-Match"]
-            response = get(url, headers, until)
+            try:
+                response = get(url, headers, until)
+            except (SourceError, SourceTimeout) as failure:  # unreachable, timed out
+                return self._stale_or_raise(cache, request, cache_key, url, failure)
             try:
                 status = response.status_code
+                if status >= 500:
+                    return self._stale_or_raise(cache, request, cache_key, url, SourceError(
+                        f"The source answered {status} {response.reason}: {url}."))
                 if status == 304 and headers:
                     updated = controller.update_cached_response(request, response.raw)
                     handle = store.take()
@@ -123,6 +134,34 @@ class HttpResolver(Resolver):
         finally:
             if store is not None:
                 store.close()
+
+    def _stale_or_raise(self, cache, request, cache_key, url, failure):
+        """The stale copy standing in for the origin's ``failure``, or ``failure`` raised."""
+        body = self._stale(cache, request, cache_key, url)
+        if body is None:
+            raise failure
+        stale.note_failure(cache, cache_key)
+        logger.warning("serving a stale copy of %s: %s", url, failure.detail)
+        return body
+
+    def _stale(self, cache, request, cache_key, url):
+        """The cached body, marked stale, when it may stand in for a failed revalidation; else None."""
+        store = _SourceStore(cache, keep_stale=True)
+        try:
+            data = store.get(cache_key)
+            if data is None:
+                return None
+            response = CacheController(store).serializer.loads(request, data, store.get_body(cache_key))
+            if response is None or not stale.servable(response.headers):
+                return None
+            handle = store.take()
+            if handle is None:
+                return None
+            body = self._body(url, response.headers, handle, store.last_path, store.token)
+            body.cache_status = stale.CACHE_STATUS
+            return body
+        finally:
+            store.close()
 
     def _stream_response(self, cache, store, controller, request, response, cache_key, url, until, held):
         """Start storing the body from a background thread and serve it as it arrives; None if the
@@ -153,6 +192,7 @@ class HttpResolver(Resolver):
 
         _HEURISTIC.apply(raw)
         store.token = token
+        store.extra_life = stale.window(raw.headers)
         following = cache.put_stream_following(BODY + cache_key, reader, size=size, tag=TOKEN_TAG + token,
                                                on_done=done)
         if following is None:
@@ -184,6 +224,7 @@ class HttpResolver(Resolver):
         _HEURISTIC.apply(raw)
         token = uuid.uuid4().hex
         store.token = token
+        store.extra_life = stale.window(raw.headers)
         reader = _SourceReader(raw, limit, url, until)
         handle = cache.put_stream(BODY + cache_key, reader, tag=TOKEN_TAG + token)
         if reader.error is not None:

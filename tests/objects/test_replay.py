@@ -294,3 +294,66 @@ def test_signed_url_is_replayed_until_it_expires(start_server):
     expired = requests.get(server.base + signed, timeout=30)
     assert expired.status_code == 403 and expired.json()["error"] == "signature_expired", \
         "an expired signed URL was answered from replay"
+
+
+@pytest.fixture
+def origin_server():
+    from tests.objects.conftest import Origin
+
+    origin = Origin()
+    yield origin
+    origin.close()
+
+
+def test_fresh_http_source_and_its_results_are_replayed(start_server, origin_server):
+    server = start_server(ISTORE_ALLOW_LOOPBACK_SOURCES="true")
+    url = origin_server.add("/a.png", png(40, 20, "red"), headers={"Content-Type": "image/png",
+                                                                     "Cache-Control": "max-age=3600"})
+    key = f"/img/{url}"
+    server.register(key)
+    server.get(key)  # fetched: the copy is fresh from now on
+    for query in ("", RESIZE):
+        first, second = primed(server, key, query)
+        assert second.content == first.content
+    assert origin_server.count["/a.png"] == 1
+
+
+def test_http_source_due_for_revalidation_is_not_replayed(start_server, origin_server):
+    import time
+
+    server = start_server(ISTORE_ALLOW_LOOPBACK_SOURCES="true")
+    url = origin_server.add("/b.png", png(40, 20, "red"), etag='"v1"',
+                            headers={"Content-Type": "image/png", "Cache-Control": "max-age=2"})
+    key = f"/img/{url}"
+    server.register(key)
+    server.get(key, RESIZE)
+    primed(server, key, RESIZE)
+    origin_server.add("/b.png", png(20, 40, "blue"), etag='"v2"',
+                      headers={"Content-Type": "image/png", "Cache-Control": "max-age=2"})
+    time.sleep(2.2)
+    assert size_of(server.get(key, RESIZE)) == (10, 20), "an expired source was answered from replay"
+    assert origin_server.statuses("/b.png")[-1] == 200, "the expired copy was revalidated with the origin"
+
+
+def test_http_source_revalidated_once_by_concurrent_reads(gunicorn, tmp_path, origin_server):
+    import threading
+    import time
+
+    base, _, env = gunicorn({"ISTORE_DATA_DIR": str(tmp_path / "data"), "DATABASE_URL": "",
+                             "ISTORE_ALLOW_LOOPBACK_SOURCES": "true"}, workers=3)
+    server = Server(base, tmp_path, env)
+    url = origin_server.add("/c.png", png(40, 20, "red"), etag='"v1"', delay=0.3,
+                            headers={"Content-Type": "image/png", "Cache-Control": "max-age=1"})
+    key = f"/img/{url}"
+    server.register(key)
+    server.get(key)
+    time.sleep(1.1)
+    seen = origin_server.count["/c.png"]
+    answers = []
+    threads = [threading.Thread(target=lambda: answers.append(server.get(key).status_code)) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == [200] * 6
+    assert origin_server.count["/c.png"] == seen + 1, "an expired copy must be revalidated once, not per request"

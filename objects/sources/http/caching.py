@@ -9,7 +9,9 @@ Metadata and body are two cache entries; a random token written into both
 (the metadata value and the body's tag) pairs them, so a body evicted or
 replaced under a metadata entry is never served with the wrong headers.
 """
+import calendar
 import os
+from email.utils import parsedate_tz
 
 from cachecontrol.cache import SeparateBodyBaseCache
 from cachecontrol.controller import CacheController
@@ -19,6 +21,7 @@ from ...digests import digest
 
 META = "srcmeta:"
 BODY = "srcbody:"
+FRESH = "srcfresh:"  # (body token, fresh until): what Resolver.fingerprint reads
 TOKEN_TAG = "t:"
 SYNTHETIC_ETAG = 'W/"istore-lm-'
 
@@ -124,3 +127,22 @@ class _LastModifiedValidator(LastModified):
 
 _HEURISTIC = _LastModifiedValidator()
 _PARSER = CacheController()  # only for parse_cache_control
+
+
+def fresh_until(headers):
+    """When a response with ``headers`` stops being fresh (a Unix time), as CacheControl
+    counts: ``Date`` plus ``max-age``, else ``Expires`` (which the Last-Modified heuristic
+    writes); None without a ``Date``."""
+    date = _timestamp(headers.get("date"))
+    if date is None:
+        return None
+    max_age = _PARSER.parse_cache_control(headers).get("max-age")
+    if max_age is not None:
+        return date + max_age
+    expires = _timestamp(headers.get("expires"))
+    return max(date, expires) if expires is not None else date
+
+
+def _timestamp(value):
+    parsed = parsedate_tz(value) if value else None
+    return calendar.timegm(parsed[:6]) if parsed is not None else None

@@ -4,9 +4,18 @@ cache when CacheControl says so, else fetched once under the cache's
 single-flight lock: revalidated (304), stored whole, or served while it
 downloads (``_stream_response``); or, when the origin fails, the stale copy
 (``stale``).
+
+``fingerprint`` lets the replay layer answer repeated reads of a fresh cached
+source (and its processed results) without Django, as it does for files: each
+store or revalidation of a source writes ``FRESH + key`` = (body token, fresh
+until), and the fingerprint is that token while the copy is fresh, one read of
+the cache. Once it is not, replays stop and the next read comes here, where
+the copy is revalidated with the origin once, under the single-flight lock.
 """
+import functools
 import logging
 import os
+import time
 import uuid
 from contextlib import ExitStack
 from email.utils import parsedate_to_datetime
@@ -24,7 +33,7 @@ from ...errors import BadRequest
 from ...mediatypes import SNIFF_BYTES, clean_type, guess_type
 from ..base import Body, Resolver
 from . import stale
-from .caching import BODY, META, SYNTHETIC_ETAG, TOKEN_TAG, _HEURISTIC, _PARSER, _SourceStore
+from .caching import BODY, FRESH, META, SYNTHETIC_ETAG, TOKEN_TAG, _HEURISTIC, _PARSER, _SourceStore, fresh_until
 from .fetch import SourceError, SourceNotFound, SourceTimeout, _SourceReader, _streamable, _too_large, deadline, get
 from .fetch import session
 
@@ -46,6 +55,19 @@ def _parse_date(value):
 # -- the resolver -------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=4096)
+def _cache_key(url):
+    """The cache's key for the source URL ``url`` (the URL as requests sends it, normalised)."""
+    return CacheController.cache_url(_request(url).url)
+
+
+def _request(url):
+    try:
+        return session().prepare_request(requests.Request("GET", url))
+    except (requests.exceptions.RequestException, ValueError) as exc:
+        raise BadRequest(f"The source URL {url!r} is not a valid URL: {exc}.", code="invalid_source_url") from None
+
+
 class HttpResolver(Resolver):
     schemes = ("http", "https")
 
@@ -54,13 +76,20 @@ class HttpResolver(Resolver):
         if reason:
             raise BadRequest(f"The source URL {url[:200]!r} is refused: {reason}.", code="ambiguous_source_url")
 
+    def fingerprint(self, url):
+        """``("http", token)`` of the cached copy of ``url`` while it is fresh (the bytes
+        ``open`` gives until then), else None: missing, or due for revalidation."""
+        try:
+            entry = shared_cache.get_cache().get_value(FRESH + _cache_key(url))
+        except BadRequest:
+            return None
+        if not (isinstance(entry, tuple) and len(entry) == 2) or time.time() >= entry[1]:
+            return None
+        return ("http", entry[0])
+
     def open(self, url, context):
         guard.check_url(url)
-        try:
-            request = session().prepare_request(requests.Request("GET", url))
-        except (requests.exceptions.RequestException, ValueError) as exc:
-            raise BadRequest(f"The source URL {url!r} is not a valid URL: {exc}.",
-                             code="invalid_source_url") from None
+        request = _request(url)
         cache = shared_cache.get_cache()
         cache_key = CacheController.cache_url(request.url)
         body = self._fresh(cache, request, url)
@@ -91,6 +120,9 @@ class HttpResolver(Resolver):
             handle = store.take()
             if handle is None:
                 return None
+            cache_key = CacheController.cache_url(request.url)
+            if cache.get_value(FRESH + cache_key) is None:  # evicted, or stored before istore noted it
+                _remember(cache, cache_key, store.token, response.headers)
             return self._body(url, response.headers, handle, store.last_path, store.token)
         finally:
             store.close()
@@ -116,6 +148,7 @@ class HttpResolver(Resolver):
                     handle = store.take()
                     if handle is None:  # evicted meanwhile: fetch the whole body
                         return self._fetch(cache, request, cache_key, url, until, conditional=False, held=held)
+                    _remember(cache, cache_key, store.token, updated.headers)
                     return self._body(url, updated.headers, handle, store.last_path, store.token)
                 if status in (404, 410):
                     raise SourceNotFound(f"The source answered {status} {response.reason}: {url}.")
@@ -177,7 +210,9 @@ class HttpResolver(Resolver):
                 if error is None and reader.error is None:
                     if "private" not in controller.parse_cache_control(raw.headers):
                         controller.cache_response(request, raw, body=None)
-                    if not store.meta_written:
+                    if store.meta_written:
+                        _remember(cache, cache_key, token, raw.headers)
+                    else:
                         cache.delete(META + cache_key)
                         cache.touch(BODY + cache_key, expire=shared_cache.TRANSIENT_SECONDS)
                 else:
@@ -236,7 +271,9 @@ class HttpResolver(Resolver):
             raise SourceError(f"The body of {url} could not be read back from the cache.")
         if "private" not in controller.parse_cache_control(raw.headers):
             controller.cache_response(request, raw, body=None)
-        if not store.meta_written:
+        if store.meta_written:
+            _remember(cache, cache_key, token, raw.headers)
+        else:
             # Not storable (no-store, private, no validator and no freshness):
             # served from this file once, then gone.
             cache.delete(META + cache_key)
@@ -279,3 +316,13 @@ def _read_head(path):
             return handle.read(SNIFF_BYTES)
     except OSError:
         return b""
+
+
+def _remember(cache, cache_key, token, headers):
+    """Note until when the copy ``token`` of a source is fresh, for ``HttpResolver.fingerprint``."""
+    end = fresh_until(headers)
+    now = time.time()
+    if end is not None and end > now:
+        cache.set_value(FRESH + cache_key, (token, end), expire=end - now + 1)
+    else:
+        cache.delete(FRESH + cache_key)

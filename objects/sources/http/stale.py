@@ -20,14 +20,12 @@ to ``ISTORE_STALE_IF_ERROR`` seconds past its freshness, marked
   between are served the stale copy at once instead of each waiting for the
   origin's timeout again, one after the other, under the single-flight lock.
 """
-import calendar
 import re
 import time
-from email.utils import parsedate_tz
 
 from django.conf import settings
 
-from .caching import _PARSER
+from .caching import _PARSER, fresh_until
 
 CACHE_STATUS = "istore; hit; detail=stale"
 FAILED = "srcfail:"
@@ -49,17 +47,8 @@ def window(headers):
 def staleness(headers, now=None):
     """Seconds the response with ``headers`` has been stale (negative while fresh), or None
     when it has no ``Date`` to count from."""
-    date = _timestamp(headers.get("date"))
-    if date is None:
-        return None
-    age = max(0, (time.time() if now is None else now) - date)
-    max_age = _PARSER.parse_cache_control(headers).get("max-age")
-    if max_age is not None:
-        lifetime = max_age
-    else:
-        expires = _timestamp(headers.get("expires"))
-        lifetime = max(0, expires - date) if expires is not None else 0
-    return age - lifetime
+    end = fresh_until(headers)
+    return None if end is None else (time.time() if now is None else now) - end
 
 
 def servable(headers, now=None):
@@ -75,8 +64,3 @@ def note_failure(cache, cache_key):
 
 def recently_failed(cache, cache_key):
     return cache.get_value(FAILED + cache_key) is True
-
-
-def _timestamp(value):
-    parsed = parsedate_tz(value) if value else None
-    return calendar.timegm(parsed[:6]) if parsed is not None else None

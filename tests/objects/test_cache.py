@@ -144,6 +144,7 @@ class FakeOperation:
     """Stands in for processing.operations.Operation: counts its runs."""
 
     needs_video = False
+    negotiated = False
 
     def __init__(self, runs, delay=0.0, name="fake"):
         self.runs, self.delay = runs, delay
@@ -173,11 +174,11 @@ def fake_op(monkeypatch):
     delay = {"value": 0.0}
     real = processing.operations.parse_operation
 
-    def parse(query):
+    def parse(query, **options):
         name = query.get("apply")
         if name in ("fake", "fake2"):
             return FakeOperation(runs, delay["value"], name)
-        return real(query)
+        return real(query, **options)
 
     monkeypatch.setattr(processing.operations, "parse_operation", parse)
     runs.delay = delay

@@ -114,9 +114,9 @@ def test_query_reaches_the_innermost_level(api, file_root, monkeypatch):
     seen = []
     real = reading._parse_operation
 
-    def spy(query):
+    def spy(query, *args):
         seen.append(query.get("apply"))
-        return real(query)
+        return real(query, *args)
 
     monkeypatch.setattr(reading, "_parse_operation", spy)
     (file_root / "x.png").write_bytes(png())

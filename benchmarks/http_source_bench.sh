@@ -128,7 +128,7 @@ if [[ " $PARTS " == *" cold "* ]]; then
   cold() {  # cold NAME BLOCK URL_PREFIX URL_SUFFIX [wrk args]: one run over never-asked URLs
     local name=$1 block=$2 prefix=$3 suffix=$4; shift 4
     COLD_START=$((block * COLD_BLOCK)) COLD_PREFIX=$prefix COLD_SUFFIX=$suffix COLD_THREADS=$WRK_T \
-      wrk_once "$name" "http://127.0.0.1/" -s "$ROOT/benchmarks/cold.lua" "$@"
+      wrk_once "$name" "http://127.0.0.1:${SPLIT_PORTS%%,*}/" -s "$ROOT/benchmarks/cold.lua" "$@"
   }
   TP="/unsafe/320x0/$ORIGIN/c/" IP="/cold/http://$ORIGIN/c/"
   check "http://127.0.0.1:$T1${TP}$((COLD_BLOCK * COLD_BLOCKS - 1)).jpg"

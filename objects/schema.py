@@ -90,7 +90,7 @@ def operation_parameters():
     described once, naming every operation that reads it.
     """
     try:
-        from processing.operations import FORMAT, QUALITY, REGISTRY
+        from processing.operations import FORMAT, FRAME, QUALITY, REGISTRY
     except ImportError:  # pragma: no cover - processing ships with istore
         return []
     found = {}
@@ -120,10 +120,19 @@ def operation_parameters():
             parameter["explode"] = True
             parameter["schema"] = {"type": "array", "items": _param_schema(param), "maxItems": param.max_count}
         parameters.append(parameter)
-    for param, what in ((FORMAT, "Output format (default: the source's; frame: jpeg)."),
-                        (QUALITY, "Lossy output quality.")):
+    for param, what in ((FORMAT, "Output format (default: the source's; frame: jpeg); auto: AVIF, WebP or the "
+                                 "source's by the Accept header, with Vary: Accept."),
+                        (QUALITY, "Lossy output quality."),
+                        (FRAME, "One frame of an animated image (from 0), as a still.")):
         parameters.append({"name": param.name, "in": "query", "required": False, "description": what,
                            "schema": _param_schema(param)})
+    parameters += [
+        {"name": "exp", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 0},
+         "description": "Signed URLs: the URL expires at this Unix time (part of what is signed)."},
+        {"name": "sig", "in": "query", "required": False, "schema": {"type": "string"},
+         "description": "Signed URLs (ISTORE_URL_SIGNING_KEYS): the last parameter, the unpadded base64url "
+                        "HMAC-SHA256 of the path and query as sent before it."},
+    ]
     return parameters
 
 

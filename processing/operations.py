@@ -59,7 +59,7 @@ class OpSpec:
         self.constraints = tuple(constraints)
         self.identity = identity or (lambda values: False)  # values -> output == source
         self.target = target  # (values, (w, h)) -> output (w, h): Lanczos to that size
-        self.kind = kind  # "image", "info" or "frame"
+        self.kind = kind  # "image", "info", "frame" or "features"
 
 
 REGISTRY = {}
@@ -121,6 +121,8 @@ class Operation:
         spec = self.spec
         if spec.kind == "info":
             return f"{CACHE_KEY_VERSION}|info"
+        if spec.kind == "features":
+            return f"{CACHE_KEY_VERSION}|features|{_features().VERSION}|{canonical_params(spec.params, self.params)}"
         fmt = self.format or ("JPEG" if spec.kind == "frame" else None)
         formats = {fmt, self.animated_format} if spec.kind == "image" else {fmt}
         quality = self.quality if None in formats or formats & imaging.LOSSY else None
@@ -144,6 +146,9 @@ class Operation:
             return Result(json.dumps(info.facts(path, content_type or "")).encode(), "application/json")
         if self.spec.kind == "frame":
             return self._frame(path)
+        if self.spec.kind == "features":
+            found = _features().extract.of_file(path, content_type or "", self.params["sec"])
+            return Result(json.dumps(found).encode(), "application/json")
         with imaging.open_image(path) as im:
             return self._run_image(im, path)
 
@@ -406,3 +411,13 @@ define("fit", Int("w", min=1, **_side), Int("h", min=1, **_side), target=_fit_ta
 
 define("info", kind="info")
 define("frame", Float("sec", min=0, example=1.5), kind="frame")
+# JSON: perceptual hashes, embedding and labels (processing/features); a video's frame at sec.
+define("features", Float("sec", min=0, default=0, example=1.5), kind="features")
+
+
+def _features():
+    # Imported lazily: onnxruntime and the model load only where features are asked for.
+    from processing import features
+    from processing.features import extract  # noqa: F401 - features.extract below
+
+    return features

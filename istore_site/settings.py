@@ -84,6 +84,7 @@ INSTALLED_APPS = [
     "objects",
     "processing",
     "search",
+    "recognition",
 ]
 
 MIDDLEWARE = [

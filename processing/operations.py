@@ -148,7 +148,7 @@ class Operation:
             return self._frame(path)
         if self.spec.kind == "features":
             found = _features().extract.of_file(path, content_type or "", self.params["sec"])
-            return Result(json.dumps(found).encode(), "application/json")
+            return Result(json.dumps(found.as_json()).encode(), "application/json")
         with imaging.open_image(path) as im:
             return self._run_image(im, path)
 

@@ -37,22 +37,13 @@ from django.db import transaction
 
 from . import exact
 from .models import Vector, VectorIndex, slot_of
-from .vectors import DTYPE
+from .spaces import space_of
 from objects import content
 from objects.errors import NotFound
 
 logger = logging.getLogger(__name__)
 
 LIBRARY = "usearch"
-
-
-def build_params():
-    return {
-        "metric": "ip",  # rows are unit vectors: inner product is cosine
-        "dtype": settings.ISTORE_SEARCH_INDEX_DTYPE,
-        "connectivity": settings.ISTORE_SEARCH_CONNECTIVITY,
-        "expansion_add": settings.ISTORE_SEARCH_EXPANSION_ADD,
-    }
 
 
 def expansion_search():
@@ -66,11 +57,11 @@ def _storage_name(slot, dim, watermark):
     return f"search-indexes/{slot[:2]}/{slot}/{dim}-{watermark}-{uuid.uuid4().hex[:12]}.usearch"
 
 
-def _new_index(dim, params):
+def _new_index(params):
     from usearch.index import Index
 
     return Index(
-        ndim=dim,
+        ndim=params["ndim"],
         metric=params["metric"],
         dtype=params["dtype"],
         connectivity=params["connectivity"],
@@ -79,10 +70,11 @@ def _new_index(dim, params):
 
 
 def _build_one(directory, field, dim, watermark, total, progress):
+    space = space_of(field)
     rows = exact.rows_under(field, dim, directory).filter(id__lte=watermark)
-    packed = exact.fetch(rows, dim, progress=lambda done: progress("reading", done, total))
-    params = build_params()
-    index = _new_index(dim, params)
+    packed = exact.fetch(rows, dim, progress=lambda done: progress("reading", done, total), space=space)
+    params = space.index_params(dim)
+    index = _new_index(params)
     count = len(packed)
     step = max(count // 200, 1)
 
@@ -222,16 +214,19 @@ def load(record):
 # --- Searching ---------------------------------------------------------------
 
 
-def _live_candidates(index, query32, limit, dim):
-    """Index hits whose rows still exist, at least ``limit`` of them when the
-    index has that many live; None when too many have gone since the build."""
+def _live_candidates(index, queries, limit, dim, space):
+    """Index hits (for any of the query rows) whose rows still exist, at least
+    ``limit`` of them when the index has that many live; None when too many
+    have gone since the build."""
     size = len(index)
     ceiling = max(16 * limit, 1024)
     count = min(size, max(2 * limit, limit + 16))
     while True:
+        labels = []
         with _search_lock:
-            labels = index.search(query32, count, threads=1).keys.astype(np.int64)
-        live = exact.fetch_ids(labels, dim)
+            for query in queries:
+                labels.append(index.search(space.index_query(query), count, threads=1).keys.astype(np.int64))
+        live = exact.fetch_ids(np.unique(np.concatenate(labels)), dim, space)
         if len(live) >= limit or count >= size:
             return live
         if count >= ceiling:
@@ -239,27 +234,28 @@ def _live_candidates(index, query32, limit, dim):
         count = min(size, ceiling, count * 4)
 
 
-def search(directory, field, query64, limit):
-    """The ``limit`` items under ``directory`` nearest to ``query64`` by
-    ``metadata[field]``: through the index when one was built for this
-    directory, field and length, else by an exact scan."""
-    dim = len(query64)
+def search(directory, field, dim, queries, limit, max_distance=None):
+    """The ``limit`` items under ``directory`` nearest to the ``queries`` rows
+    by the ``dim``-long vectors of ``field`` (within ``max_distance`` if
+    given): through the index when one was built for this directory, field
+    and length, else by an exact scan."""
     record = VectorIndex.objects.filter(slot=slot_of(directory, field), dim=dim).first()
     if record is None:
-        return exact.search(directory, field, query64, limit)
+        return exact.search(directory, field, dim, queries, limit, max_distance)
     try:
         index = load(record)
     except Exception:  # noqa: BLE001 - a missing or broken file must not fail searches
         logger.warning("index %s unusable; searching exactly", record.storage_name, exc_info=True)
-        return exact.search(directory, field, query64, limit)
+        return exact.search(directory, field, dim, queries, limit, max_distance)
     stale_after = max(exact.RELOAD_AFTER, record.count // 8)
     if exact.rows_under(field, dim, directory, after=record.watermark)[stale_after:].exists():
         # Much was written since the build: the exact path (with its cached
         # snapshot) beats scanning all of it on every query. Rebuild the index.
-        return exact.search(directory, field, query64, limit)
-    live = _live_candidates(index, query64.astype(DTYPE), limit, dim)
+        return exact.search(directory, field, dim, queries, limit, max_distance)
+    space = space_of(field)
+    live = _live_candidates(index, queries, limit, dim, space)
     if live is None:  # most of the index's neighbours are gone: rebuild it
-        return exact.search(directory, field, query64, limit)
+        return exact.search(directory, field, dim, queries, limit, max_distance)
     changed = exact.changed_since(directory, field, dim, record.watermark)
-    return exact.nearest(exact.Packed.concat([live, changed], dim), query64, limit)
+    return exact.nearest(exact.Packed.concat([live, changed], dim, space), queries, limit, space, max_distance)
 

@@ -22,8 +22,10 @@ every search, and several processes or hosts each hold their own. Searches
 inside a transaction (``atomic``) neither use nor fill it: what they read may
 be rolled back.
 
-Distance is angular: 0.5 − 0.5·cos θ, from 0 (same direction) to 1
-(opposite).
+Distance is the field's (``search.spaces``): angular, 0.5 − 0.5·cos θ, from
+0 (same direction) to 1 (opposite), for metadata vectors; normalised Hamming
+for the built-in hashes. A query is one or more rows; an item's distance is
+to the nearest row.
 """
 import threading
 from collections import OrderedDict
@@ -37,12 +39,9 @@ from objects import keys as object_keys
 from objects.models import Item
 
 from .models import Vector
-from .vectors import DTYPE
+from .spaces import ANGULAR, space_of
 
 FETCH = 20000
-# float32 dot products of unit vectors are accurate to about dim · 2^-24; rows
-# that close to the limit-th best are re-scored in float64 before cutting.
-TOLERANCE_PER_DIM = 1.2e-7
 # A cached snapshot is read afresh once more rows than this (or a 16th of it)
 # were written since.
 RELOAD_AFTER = 1024
@@ -65,7 +64,8 @@ def rows_under(field, dim, directory, after=None):
 
 
 class Packed:
-    """Row ids, item ids and the (n, dim) float32 matrix of some Vector rows."""
+    """Row ids, item ids and the matrix of some Vector rows: (n, dim) float32,
+    or (n, dim / 8) bytes of packed bits (``search.spaces``)."""
 
     def __init__(self, row_ids, item_ids, matrix):
         self.row_ids = row_ids
@@ -76,14 +76,14 @@ class Packed:
         return len(self.row_ids)
 
     @classmethod
-    def empty(cls, dim):
-        return cls(np.empty(0, np.int64), np.empty(0, np.int64), np.empty((0, dim), DTYPE))
+    def empty(cls, dim, space=ANGULAR):
+        return cls(np.empty(0, np.int64), np.empty(0, np.int64), np.empty((0, space.width(dim)), space.dtype))
 
     @classmethod
-    def concat(cls, parts, dim):
+    def concat(cls, parts, dim, space=ANGULAR):
         parts = [part for part in parts if len(part)]
         if not parts:
-            return cls.empty(dim)
+            return cls.empty(dim, space)
         if len(parts) == 1:
             return parts[0]
         return cls(
@@ -96,7 +96,7 @@ class Packed:
         return Packed(self.row_ids[index], self.item_ids[index], self.matrix[index])
 
 
-def fetch(queryset, dim, progress=None):
+def fetch(queryset, dim, progress=None, space=ANGULAR):
     """Read ``(id, item_id, vector)`` of ``queryset`` into a Packed, fast.
 
     The SQL comes from the ORM (so quoting, collations and lookups are the
@@ -112,21 +112,21 @@ def fetch(queryset, dim, progress=None):
             if not rows:
                 break
             row_ids, item_ids, blobs = zip(*rows)
-            matrix = np.frombuffer(b"".join(blobs), dtype=DTYPE).reshape(len(rows), dim)
+            matrix = np.frombuffer(b"".join(blobs), dtype=space.dtype).reshape(len(rows), space.width(dim))
             parts.append(Packed(np.array(row_ids, np.int64), np.array(item_ids, np.int64), matrix))
             if progress is not None:
                 progress(sum(len(part) for part in parts))
-    return Packed.concat(parts, dim)
+    return Packed.concat(parts, dim, space)
 
 
-def fetch_ids(row_ids, dim):
+def fetch_ids(row_ids, dim, space=ANGULAR):
     """The Vector rows with these ids that still exist, as a Packed."""
     row_ids = [int(i) for i in row_ids]
     parts = [
-        fetch(Vector.objects.filter(id__in=row_ids[start : start + 500]), dim)
+        fetch(Vector.objects.filter(id__in=row_ids[start : start + 500]), dim, space=space)
         for start in range(0, len(row_ids), 500)
     ]
-    return Packed.concat(parts, dim)
+    return Packed.concat(parts, dim, space)
 
 
 def fetch_present(row_ids, using=None):
@@ -169,36 +169,30 @@ def watermark(using=None):
         return cursor.fetchone()[0] or 0
 
 
-def shortlist(packed, query32, limit, alive=None):
+def shortlist(packed, queries, limit, alive=None, space=ANGULAR):
     """Indexes of the rows that may be among the ``limit`` nearest (float32
     pass), among the ``alive`` ones if a mask is given."""
     count = len(packed) if alive is None else int(alive.sum())
     if count <= limit:
         return np.arange(len(packed)) if alive is None else np.flatnonzero(alive)
-    # vecdot: one SIMD pass per row, no BLAS thread pool (whose start-up costs
-    # more than the product itself on a busy host) and the same sums every time.
-    similarity = np.vecdot(packed.matrix, query32)
+    similarity = space.similarity(packed.matrix, queries)
     if alive is not None:
         similarity[~alive] = -np.inf
     kth = np.partition(similarity, len(similarity) - limit)[len(similarity) - limit]
-    tolerance = TOLERANCE_PER_DIM * packed.matrix.shape[1]
-    return np.flatnonzero(similarity >= kth - tolerance)
+    return np.flatnonzero(similarity >= kth - space.tolerance(packed.matrix.shape[1]))
 
 
-def distances(matrix, query64):
-    """Angular distances in float64 from the rows of ``matrix`` to ``query64``."""
-    rows = matrix.astype(np.float64)
-    cosine = np.vecdot(rows, query64) / (np.sqrt(np.vecdot(rows, rows)) * np.sqrt(query64 @ query64))
-    return np.clip(0.5 - 0.5 * cosine, 0.0, 1.0)
-
-
-def nearest(packed, query64, limit):
+def nearest(packed, queries, limit, space=ANGULAR, max_distance=None):
     """The ``limit`` nearest rows of ``packed`` as ``[(Item, distance)]``,
-    nearest first, ties broken by key."""
+    nearest first, ties broken by key; only those within ``max_distance``
+    if given."""
     if not len(packed):
         return []
-    candidates = packed.take(shortlist(packed, query64.astype(DTYPE), limit))
-    dist = distances(candidates.matrix, query64)
+    candidates = packed.take(shortlist(packed, queries, limit, space=space))
+    dist = space.distances(candidates.matrix, queries)
+    if max_distance is not None:
+        close = np.flatnonzero(dist <= max_distance)
+        candidates, dist = candidates.take(close), dist[close]
     if len(dist) > limit:
         cut = np.partition(dist, limit - 1)[limit - 1]
         keep = np.flatnonzero(dist <= cut)  # the limit nearest and any exact ties with the last
@@ -224,9 +218,10 @@ class Snapshot:
     """The packed rows of (directory, field, dim) with ``id <= watermark``,
     and which of them are known to be gone."""
 
-    def __init__(self, watermark, packed):
+    def __init__(self, watermark, packed, dim):
         self.watermark = watermark
         self.packed = packed
+        self.dim = dim
         self.alive = None  # None: all alive, else a boolean mask
         self.nbytes = packed.matrix.nbytes + packed.row_ids.nbytes + packed.item_ids.nbytes
 
@@ -259,7 +254,8 @@ def load_snapshot(directory, field, dim):
     """Read the rows of (directory, field, dim) into a Snapshot and cache it
     if it fits in ISTORE_SEARCH_CACHE_BYTES."""
     mark = watermark()
-    snapshot = Snapshot(mark, fetch(rows_under(field, dim, directory).filter(id__lte=mark), dim))
+    rows = rows_under(field, dim, directory).filter(id__lte=mark)
+    snapshot = Snapshot(mark, fetch(rows, dim, space=space_of(field)), dim)
     budget = cache_bytes()
     with _snapshots_lock:
         key = (directory, field, dim)
@@ -283,35 +279,40 @@ def cached_snapshot(directory, field, dim):
 
 def changed_since(directory, field, dim, mark):
     """The rows of (directory, field, dim) written after the watermark."""
-    return fetch(rows_under(field, dim, directory, after=mark), dim)
+    return fetch(rows_under(field, dim, directory, after=mark), dim, space=space_of(field))
 
 
-def verified_shortlist(snapshot, directory, field, query32, limit):
+def verified_shortlist(snapshot, directory, field, queries, limit):
     """The snapshot's shortlist, every row of it checked to still exist."""
+    space = space_of(field)
     for attempt in range(4):
         alive = snapshot.alive
-        candidates = snapshot.packed.take(shortlist(snapshot.packed, query32, limit, alive))
+        candidates = snapshot.packed.take(shortlist(snapshot.packed, queries, limit, alive, space))
         present = fetch_present(candidates.row_ids)
         if len(present) == len(candidates):
             return candidates
         if attempt == 0:
             # Rows were deleted since the snapshot: learn all that went at once.
-            dim = snapshot.packed.matrix.shape[1]
-            rows = rows_under(field, dim, directory).filter(id__lte=snapshot.watermark)
+            rows = rows_under(field, snapshot.dim, directory).filter(id__lte=snapshot.watermark)
             snapshot.keep_only(fetch_row_ids(rows))
         else:
             snapshot.drop(np.setdiff1d(candidates.row_ids, present))
     return None
 
 
-def search(directory, field, query64, limit):
-    """Exact search: the ``limit`` items under ``directory`` nearest to
-    ``query64`` (a unit float64 vector) by ``metadata[field]``."""
-    dim = len(query64)
+def search(directory, field, dim, queries, limit, max_distance=None):
+    """Exact search: the ``limit`` items under ``directory`` nearest to the
+    ``queries`` rows by the ``dim``-long vectors of ``field``, within
+    ``max_distance`` if given."""
+    space = space_of(field)
+
+    def ranked(packed):
+        return nearest(packed, queries, limit, space, max_distance)
+
     if connections[router.db_for_read(Vector)].in_atomic_block:
         # Inside a transaction, rows read may be its own writes, yet to be
         # rolled back (and their ids reused, on SQLite): read afresh, cache nothing.
-        return nearest(fetch(rows_under(field, dim, directory), dim), query64, limit)
+        return ranked(fetch(rows_under(field, dim, directory), dim, space=space))
     snapshot = cached_snapshot(directory, field, dim)
     if snapshot is None:
         snapshot = load_snapshot(directory, field, dim)
@@ -321,7 +322,7 @@ def search(directory, field, query64, limit):
         if len(changed) > max(RELOAD_AFTER, len(snapshot) // 16):
             snapshot = load_snapshot(directory, field, dim)  # many writes since: start afresh
             changed = changed_since(directory, field, dim, snapshot.watermark)
-    candidates = verified_shortlist(snapshot, directory, field, query64.astype(DTYPE), limit)
+    candidates = verified_shortlist(snapshot, directory, field, queries, limit)
     if candidates is None:  # rows vanishing as we look: read everything afresh
-        return nearest(fetch(rows_under(field, dim, directory), dim), query64, limit)
-    return nearest(Packed.concat([candidates, changed], dim), query64, limit)
+        return ranked(fetch(rows_under(field, dim, directory), dim, space=space))
+    return ranked(Packed.concat([candidates, changed], dim, space))

@@ -15,7 +15,7 @@ from objects import keys as object_keys
 from objects import signals
 from objects.models import Item
 
-from . import ann
+from . import ann, spaces
 from .models import Vector, VectorIndex
 from .vectors import extract, pack
 
@@ -35,9 +35,12 @@ def items_saved(sender, items, created_ids=(), **kwargs):
         for field, unit in extract(item.metadata).items():
             wanted[(item.id, field)] = (item, len(unit), pack(unit))
     existing = {}
-    # A new item has no rows yet: only older ones need looking up.
+    # A new item has no rows yet: only older ones need looking up. Rows of
+    # built-in fields belong to the app that computes them.
+    builtin = list(spaces.BUILTIN)
     for chunk in _chunks(item.id for item in items if item.id not in created_ids):
-        for row_id, item_id, field, blob in Vector.objects.filter(item_id__in=chunk).values_list(
+        rows = Vector.objects.filter(item_id__in=chunk).exclude(field__in=builtin)
+        for row_id, item_id, field, blob in rows.values_list(
             "id", "item_id", "field", "vector"
         ):
             existing[(item_id, field)] = (row_id, bytes(blob))

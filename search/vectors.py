@@ -12,8 +12,8 @@ import math
 import numpy as np
 
 from .models import MAX_FIELD_CHARS
+from .spaces import DTYPE, is_builtin
 
-DTYPE = np.dtype("<f4")
 NUMBER_TYPES = (int, float)
 
 
@@ -46,12 +46,14 @@ def unpack(blob, dim):
 
 
 def extract(metadata):
-    """``{field: unit float64 vector}`` for every vector field of ``metadata``."""
+    """``{field: unit float64 vector}`` for every vector field of ``metadata``
+    (a built-in field's name, such as ``_embedding``, is never one: those
+    vectors come from the app that computes them)."""
     found = {}
     if not isinstance(metadata, dict):
         return found
     for field, value in metadata.items():
-        if not isinstance(value, list) or len(field) > MAX_FIELD_CHARS:
+        if not isinstance(value, list) or len(field) > MAX_FIELD_CHARS or is_builtin(field):
             continue
         unit = as_unit(value)
         if unit is not None:

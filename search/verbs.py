@@ -1,22 +1,26 @@
 """
 The similarity verbs of §8: ``POST {dir}/_search`` and ``{dir}/_create_index``.
 
-    {"similar": {"to": KEY, "by": FIELD, "limit": N}}        _search
-    {"similar": {"vector": [...], "by": FIELD, "limit": N}}  _search
-    {"similar": {"by": FIELD}}                               _create_index
+    {"similar": {"to": KEY, "by": FIELD, "limit": N, "max_distance": D}}        _search
+    {"similar": {"vector": [...], "by": FIELD, "limit": N, "max_distance": D}}  _search
+    {"similar": {"by": FIELD}}                                                  _create_index
+
+``by`` names a metadata field, or a built-in feature (``search.spaces``:
+``_embedding``, ``_phash``, ``_pdq``), whose query rows for ``to`` come from
+the app that computes them.
 """
 from objects.models import Item, hash_key
 from objects.verbs import verb
 from objects import keys as object_keys
 
-from . import ann
+from . import ann, spaces
 from .models import MAX_FIELD_CHARS, Vector
 from .vectors import as_unit, unpack
 from objects.errors import BadRequest
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 1000
-SEARCH_FIELDS = {"to", "vector", "by", "limit"}
+SEARCH_FIELDS = {"to", "vector", "by", "limit", "max_distance"}
 INDEX_FIELDS = {"by"}
 
 EXAMPLE = '{"similar": {"to": "/dir/key", "by": "vec", "limit": 10}}'
@@ -56,14 +60,45 @@ def _limit(similar):
     return limit
 
 
-def _query_vector(similar, by):
-    """The query as a unit float64 vector, from 'vector' or from the 'to' item."""
+def _max_distance(similar):
+    value = similar.get("max_distance")
+    if value is None:
+        return None
+    if type(value) not in (int, float) or not 0 <= value <= 1:
+        raise InvalidSearch(f"'max_distance' must be a number from 0 to 1, not {value!r}.")
+    return float(value)
+
+
+def _to_item(similar):
+    to = similar["to"]
+    if not isinstance(to, str) or not to:
+        raise InvalidSearch("'to' must be the key of an item, for example \"/dir/key\".")
+    object_keys.validate_key(to)
+    item = Item.objects.filter(key_hash=hash_key(to)).first()
+    if item is None:
+        raise InvalidSearch(f"'to' names {to!r}, which is not registered.", code="unknown_to")
+    return item
+
+
+def query_rows(similar, by):
+    """``(dim, rows)``: the query's length and its rows (a 2-D array), from
+    'vector' or from the 'to' item."""
     has_to, has_vector = "to" in similar, "vector" in similar
     if has_to == has_vector:
         raise InvalidSearch(
             "'similar' needs exactly one of 'to' (the key of an item whose metadata holds the vector) "
             "or 'vector' (a list of numbers)."
         )
+    builtin = spaces.BUILTIN.get(by)
+    if builtin is not None:
+        rows = builtin.parse_vector(similar["vector"]) if has_vector else builtin.query_rows(_to_item(similar), by)
+        return builtin.dim, rows
+    unit = _query_vector(similar, by, has_vector)
+    return len(unit), unit[None, :]
+
+
+def _query_vector(similar, by, has_vector):
+    """The query as a unit float64 vector, from 'vector' or from the 'to' item."""
     if has_vector:
         value = similar["vector"]
         if not isinstance(value, list) or not value:
@@ -74,13 +109,8 @@ def _query_vector(similar, by):
         if unit is None:
             raise InvalidSearch("'vector' must be finite and not all zeros: a zero vector has no direction.")
         return unit
-    to = similar["to"]
-    if not isinstance(to, str) or not to:
-        raise InvalidSearch("'to' must be the key of an item, for example \"/dir/key\".")
-    object_keys.validate_key(to)
-    item = Item.objects.filter(key_hash=hash_key(to)).first()
-    if item is None:
-        raise InvalidSearch(f"'to' names {to!r}, which is not registered.", code="unknown_to")
+    item = _to_item(similar)
+    to = item.key
     row = Vector.objects.filter(item_id=item.id, field=by).values_list("vector", "dim").first()
     if row is None:
         value = item.metadata.get(by) if isinstance(item.metadata, dict) else None
@@ -98,9 +128,10 @@ def _query_vector(similar, by):
 def search(body, directory):
     similar, by = _similar(body, SEARCH_FIELDS, EXAMPLE)
     limit = _limit(similar)
-    query = _query_vector(similar, by)
+    max_distance = _max_distance(similar)
+    dim, rows = query_rows(similar, by)
     results = []
-    for item, distance in ann.search(directory, by, query, limit):
+    for item, distance in ann.search(directory, by, dim, rows, limit, max_distance):
         data = item.as_dict()
         data["_distance"] = distance
         results.append(data)

@@ -15,8 +15,14 @@ input:
 
 A video (by its content type, or any file that is not an image) is read at
 ``sec`` (0 by default) through ``processing.video.grab_frame``.
+
+Besides what ``?apply=features`` answers, a ``Features`` record holds the
+hashes of the picture's mirror image (left-right), so that a search or
+duplicate finder can match a mirrored copy: PDQ computes them in the same
+pass (its dihedral variant), pHash hashes the mirrored working image.
 """
 import io
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -33,13 +39,43 @@ CROP = efficientnet.INPUT_SIZE
 LABEL_COUNT = 5
 
 
-def of_file(path, content_type="", sec=0.0):
-    """The features of the image (or the video's frame at ``sec``) in the local file ``path``."""
-    if content_type.lower().startswith("video/"):
+@dataclass
+class Features:
+    phash: str
+    phash_mirror: str
+    pdq: str
+    pdq_mirror: str
+    pdq_quality: int
+    embedding: np.ndarray  # float32, EMBEDDING_DIMS
+    labels: list
+
+    def as_json(self):
+        """What ``?apply=features`` answers."""
+        return {
+            "phash": self.phash,
+            "pdq": self.pdq,
+            "pdq_quality": self.pdq_quality,
+            "embedding": {
+                "model": efficientnet.MODEL,
+                "dims": efficientnet.EMBEDDING_DIMS,
+                "vector": np.round(self.embedding.astype(np.float64), 6).tolist(),
+            },
+            "labels": self.labels,
+        }
+
+
+def of_file(path, content_type="", sec=0.0, video=True):
+    """The Features of the image (or the video's frame at ``sec``) in the local file ``path``.
+
+    With ``video`` false a video is UnsupportedInput like anything else that
+    is not an image (no ffmpeg is started)."""
+    if video and content_type.lower().startswith("video/"):
         return of_image_source(io.BytesIO(_video_frame(path, sec)))
     try:
         im = imaging.open_image(path)
     except UnsupportedInput as not_image:
+        if not video:
+            raise
         try:
             frame = _video_frame(path, sec)
         except UnsupportedInput:
@@ -103,18 +139,16 @@ def model_input(rgb):
 
 
 def of_image(im):
-    """The features of an opened (not yet loaded) PIL image, as ``?apply=features`` answers them."""
+    """The Features of an opened (not yet loaded) PIL image."""
     rgb = working_image(im)
-    pdq_hex, pdq_quality = hashes.pdq(rgb)
+    pdq_hex, pdq_mirror, pdq_quality = hashes.pdq_with_mirror(rgb)
     embedding, logits = efficientnet.model().run(model_input(rgb))
-    return {
-        "phash": hashes.phash(rgb),
-        "pdq": pdq_hex,
-        "pdq_quality": pdq_quality,
-        "embedding": {
-            "model": efficientnet.MODEL,
-            "dims": efficientnet.EMBEDDING_DIMS,
-            "vector": np.round(embedding[0].astype(np.float64), 6).tolist(),
-        },
-        "labels": labels.top_tags(labels.softmax(logits[0].astype(np.float64)), LABEL_COUNT),
-    }
+    return Features(
+        phash=hashes.phash(rgb),
+        phash_mirror=hashes.phash(rgb.transpose(Image.Transpose.FLIP_LEFT_RIGHT)),
+        pdq=pdq_hex,
+        pdq_mirror=pdq_mirror,
+        pdq_quality=pdq_quality,
+        embedding=embedding[0],
+        labels=labels.top_tags(labels.softmax(logits[0].astype(np.float64)), LABEL_COUNT),
+    )

@@ -26,10 +26,19 @@ def phash(rgb):
     return str(imagehash.phash(rgb, hash_size=8, highfreq_factor=4))
 
 
-def pdq(rgb):
-    """``(hex, quality)``: the PDQ hash of a PIL RGB image and its quality 0..100."""
-    bits, quality = pdqhash.compute(np.asarray(rgb, dtype=np.uint8))
-    return np.packbits(bits.astype(np.uint8)).tobytes().hex(), int(quality)
+# Index of the left-right mirror image among pdqhash.compute_dihedral's eight hashes.
+PDQ_MIRROR = 5
+
+
+def _hex(bits):
+    return np.packbits(bits.astype(np.uint8)).tobytes().hex()
+
+
+def pdq_with_mirror(rgb):
+    """``(hex, mirror hex, quality)``: the PDQ hash of a PIL RGB image, that of
+    its left-right mirror image (same pass), and its quality 0..100."""
+    dihedral, quality = pdqhash.compute_dihedral(np.asarray(rgb, dtype=np.uint8))
+    return _hex(dihedral[0]), _hex(dihedral[PDQ_MIRROR]), int(quality)
 
 
 def to_bytes(hex_digits, bits):

@@ -16,7 +16,7 @@ from .conftest import decode, run, save
 
 SPEC_NAMES = {"adjustBrightness", "adjustContrast", "adjustGamma", "adjustSigmoid", "blur", "crop",
               "drawRect", "fit", "flipH", "flipV", "grayscale", "invert", "sharpen", "transpose",
-              "transverse", "resize", "info", "frame"}
+              "transverse", "resize", "info", "frame", "features"}
 
 
 def parse(query):

@@ -113,9 +113,9 @@ def test_recall_against_exact(db, settings, tmp_path):
     ann.build("/rc/", "e")
     hits = 0
     for q in range(40):
-        query = as_unit(rng.standard_normal(32).tolist())
-        want = {item.key for item, _ in exact.search("/rc/", "e", query, 10)}
-        got = ann.search("/rc/", "e", query, 10)
+        query = as_unit(rng.standard_normal(32).tolist())[None]
+        want = {item.key for item, _ in exact.search("/rc/", "e", 32, query, 10)}
+        got = ann.search("/rc/", "e", 32, query, 10)
         assert [d for _, d in got] == sorted(d for _, d in got)
         hits += len(want & {item.key for item, _ in got})
     assert hits / 400 >= 0.95

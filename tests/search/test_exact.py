@@ -136,13 +136,13 @@ def test_agrees_with_float64_brute_force(db):
     writing.upsert_many([(f"/r/{i:04d}", {"v": vector.tolist()}) for i, vector in enumerate(vectors)])
     for q in range(5):
         query = rng.standard_normal(16)
-        got = exact.search("/r/", "v", as_unit(query.tolist()), 25)
+        got = exact.search("/r/", "v", 16, as_unit(query.tolist())[None], 25)
         want = sorted(range(len(vectors)),
                       key=lambda i: (round(angular(query, vectors[i]), 9), f"/r/{i:04d}"))[:25]
         assert [item.key for item, _ in got] == [f"/r/{i:04d}" for i in want]
         for (item, distance), i in zip(got, want):
             assert math.isclose(distance, angular(query, vectors[i]), abs_tol=1e-6)
-    tied = exact.search("/r/", "v", as_unit(vectors[1].tolist()), 5)
+    tied = exact.search("/r/", "v", 16, as_unit(vectors[1].tolist())[None], 5)
     assert [item.key for item, _ in tied] == ["/r/0000", "/r/0001", "/r/0050", "/r/0100", "/r/0150"]
 
 

@@ -28,12 +28,12 @@ def hamming(first, second):
 
 @pytest.fixture(scope="module")
 def cat(chelsea):
-    return extract.of_file(chelsea)
+    return extract.of_file(chelsea).as_json()
 
 
 @pytest.fixture(scope="module")
 def cup(coffee):
-    return extract.of_file(coffee)
+    return extract.of_file(coffee).as_json()
 
 
 def test_answers_every_feature_in_its_documented_shape(cat):
@@ -66,10 +66,19 @@ def test_hashes_have_not_drifted(cat):
 
 
 def test_a_recompressed_copy_is_near_and_another_photograph_far(chelsea, tmp_path, cat, cup):
-    copy = extract.of_file(altered(chelsea, tmp_path, "q30.jpg", lambda im: im.resize((225, 150)), quality=30))
+    path = altered(chelsea, tmp_path, "q30.jpg", lambda im: im.resize((225, 150)), quality=30)
+    copy = extract.of_file(path).as_json()
     assert hamming(copy["phash"], cat["phash"]) <= 0.1 and hamming(copy["pdq"], cat["pdq"]) <= 0.1
     assert cosine(copy["embedding"]["vector"], cat["embedding"]["vector"]) > 0.8, "different photographs: ~0.1"
     assert hamming(cup["phash"], cat["phash"]) > 0.3 and hamming(cup["pdq"], cat["pdq"]) > 0.3
+
+
+def test_a_mirrored_copy_matches_the_mirror_hashes(chelsea, tmp_path):
+    original = extract.of_file(chelsea)
+    mirrored = extract.of_file(altered(chelsea, tmp_path, "flip.jpg", lambda im: im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)))
+    assert hamming(mirrored.pdq, original.pdq) > 0.3, "PDQ itself does not see through a mirror"
+    assert hamming(mirrored.pdq, original.pdq_mirror) <= 0.05
+    assert hamming(mirrored.phash, original.phash_mirror) <= 0.05
 
 
 def test_transparent_pixels_count_as_white(tmp_path):
@@ -79,21 +88,21 @@ def test_transparent_pixels_count_as_white(tmp_path):
     ImageDraw.Draw(opaque).ellipse((16, 16, 48, 48), fill=(0, 0, 255))
     clear.save(tmp_path / "a.png")
     opaque.save(tmp_path / "b.png")
-    assert extract.of_file(str(tmp_path / "a.png"))["pdq"] == extract.of_file(str(tmp_path / "b.png"))["pdq"]
+    assert extract.of_file(str(tmp_path / "a.png")).pdq == extract.of_file(str(tmp_path / "b.png")).pdq
 
 
 @pytest.mark.parametrize("size, mode", [((1, 1), "RGB"), ((4000, 3), "L"), ((3, 3000), "P"), ((300, 200), "CMYK")])
 def test_odd_sizes_and_modes_give_features(tmp_path, size, mode):
     path = tmp_path / "odd.png" if mode != "CMYK" else tmp_path / "odd.jpg"
     Image.new(mode, size).save(path)
-    assert len(extract.of_file(str(path))["embedding"]["vector"]) == 1280
+    assert len(extract.of_file(str(path)).embedding) == 1280
 
 
 def test_a_video_gives_the_features_of_its_frame_at_sec(timer_video):
-    first = extract.of_file(timer_video, "video/mp4")
-    later = extract.of_file(timer_video, "video/mp4", sec=2.5)
+    first = extract.of_file(timer_video, "video/mp4").as_json()
+    later = extract.of_file(timer_video, "video/mp4", sec=2.5).as_json()
     assert first["pdq"] != later["pdq"], "testsrc's counter changes between 0 s and 2.5 s"
-    assert extract.of_file(timer_video, "application/octet-stream")["pdq"] == first["pdq"], "sniffed as a video"
+    assert extract.of_file(timer_video, "application/octet-stream").pdq == first["pdq"], "sniffed as a video"
 
 
 def test_not_an_image_is_unsupported(not_videos):
@@ -110,5 +119,5 @@ def test_runs_with_every_outbound_connection_refused(chelsea, monkeypatch):
     monkeypatch.setattr(socket, "getaddrinfo", refused)
     monkeypatch.setattr(socket, "create_connection", refused)
     monkeypatch.setattr(efficientnet, "_model", None)  # load the model afresh, offline
-    features = extract.of_file(chelsea)
+    features = extract.of_file(chelsea).as_json()
     assert features["labels"][0]["label"] == "cat"

@@ -1,0 +1,23 @@
+"""
+Keep the Features table consistent with the items on every delete.
+
+``objects.writing`` deletes a directory's items with a raw queryset delete
+(no cascade), after sending ``items_deleting`` inside the transaction; the
+features of those items go here, one DELETE per batch. (The search app's
+receiver removes their Vector rows, built-in fields included.)
+"""
+from django.dispatch import receiver
+
+from objects import signals
+from objects.models import Item
+
+from .models import Features
+
+BATCH = 500
+
+
+@receiver(signals.items_deleting, sender=Item, dispatch_uid="recognition.items_deleting")
+def items_deleting(sender, ids, **kwargs):
+    ids = list(ids)
+    for start in range(0, len(ids), BATCH):
+        Features.objects.filter(item_id__in=ids[start : start + BATCH])._raw_delete(Features.objects.db)

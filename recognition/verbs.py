@@ -1,0 +1,42 @@
+"""
+``POST {dir}/_duplicates``: the near-duplicate groups under a directory.
+
+    {"by": "_pdq" | "_phash" | "_embedding", "max_distance": d}
+
+``by`` defaults to ``_pdq`` and ``max_distance`` to that feature's default
+threshold (``duplicates.DEFAULT_MAX_DISTANCE``). Answers ``{"groups": [[key,
+...], ...]}``, each group in key order, groups by their first key.
+"""
+from objects.errors import BadRequest
+from objects.verbs import verb
+
+from . import duplicates, store
+
+FIELDS = {"by", "max_distance"}
+
+
+class InvalidDuplicates(BadRequest):
+    code = "invalid_duplicates"
+
+
+def parse(body):
+    """``(field, max_distance)`` from the verb's body; InvalidDuplicates when bad."""
+    unknown = sorted(set(body) - FIELDS)
+    if unknown:
+        raise InvalidDuplicates(
+            f"Unknown field(s): {', '.join(map(repr, unknown))}; the fields are 'by' and 'max_distance', "
+            'for example {"by": "_pdq", "max_distance": 0.3}.'
+        )
+    by = body.get("by", store.PDQ)
+    if by not in duplicates.DEFAULT_MAX_DISTANCE:
+        raise InvalidDuplicates(f"'by' must be one of {', '.join(sorted(duplicates.DEFAULT_MAX_DISTANCE))}, not {by!r}.")
+    max_distance = body.get("max_distance", duplicates.DEFAULT_MAX_DISTANCE[by])
+    if type(max_distance) not in (int, float) or not 0 <= max_distance <= 1:
+        raise InvalidDuplicates(f"'max_distance' must be a number from 0 to 1, not {max_distance!r}.")
+    return by, float(max_distance)
+
+
+@verb("_duplicates")
+def find_duplicates(body, directory, progress=None):
+    by, max_distance = parse(body)
+    return 200, {"groups": duplicates.find_groups(directory, by, max_distance, progress)}

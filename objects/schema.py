@@ -242,6 +242,8 @@ def _verb_path(verb):
                     "Similarity search over vectors in metadata (docs/search.md).", "200", ("400", "401")),
         "_create_index": ("#/components/schemas/CreateIndexRequest", "#/components/schemas/CreateIndexResult",
                           "Build an approximate nearest-neighbour index (docs/search.md).", "201", ("400", "401", "404")),
+        "_duplicates": ("#/components/schemas/DuplicatesRequest", "#/components/schemas/DuplicatesResult",
+                        "Groups of near-duplicate pictures (docs/recognition.md).", "200", ("400", "401")),
     }
     request, result, summary, status, errors = bodies[verb]
     return {
@@ -304,12 +306,20 @@ def _components():
                                                               "updated": {"type": "integer"}}},
             "SearchRequest": {"type": "object", "required": ["similar"], "properties": {"similar": {
                 "type": "object", "required": ["by"], "properties": {
-                    "to": {"type": "string"}, "vector": {"type": "array", "items": {"type": "number"}},
-                    "by": {"type": "string"}, "limit": {"type": "integer", "minimum": 1}}}}},
+                    "to": {"type": "string"},
+                    "vector": {"oneOf": [{"type": "array", "items": {"type": "number"}},
+                                         {"type": "string", "description": "a hash in hex, for _phash and _pdq"}]},
+                    "by": {"type": "string"}, "limit": {"type": "integer", "minimum": 1},
+                    "max_distance": {"type": "number", "minimum": 0, "maximum": 1}}}}},
             "SearchResult": {"type": "array", "items": {"$ref": "#/components/schemas/Item"}},
             "CreateIndexRequest": {"type": "object", "required": ["similar"], "properties": {"similar": {
                 "type": "object", "required": ["by"], "properties": {"by": {"type": "string"}}}}},
             "CreateIndexResult": {"type": "object"},
+            "DuplicatesRequest": {"type": "object", "properties": {
+                "by": {"enum": ["_pdq", "_phash", "_embedding"]},
+                "max_distance": {"type": "number", "minimum": 0, "maximum": 1}}},
+            "DuplicatesResult": {"type": "object", "required": ["groups"], "properties": {"groups": {
+                "type": "array", "items": {"type": "array", "items": {"type": "string"}}}}},
         },
     }
 

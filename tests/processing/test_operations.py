@@ -394,7 +394,7 @@ def test_every_image_operation_runs_on_rgba_palette_and_greyscale(tmp_path):
                "drawRect&rects=x1/1,y1/1,x2/3,y2/3,r/255", "fit&w=5&h=5", "flipH", "flipV", "grayscale",
                "invert",
                "sharpen&sigma=1", "transpose", "transverse", "resize&w=5"]
-    assert {q.split("&")[0] for q in queries} | {"info", "frame"} == SPEC_NAMES
+    assert {q.split("&")[0] for q in queries} | {"info", "frame", "features"} == SPEC_NAMES
     for path, ct in zip(sources, ["image/png", "image/gif", "image/png", "image/jpeg"]):
         for q in queries:
             result = run("apply=" + q, path)

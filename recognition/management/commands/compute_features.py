@@ -9,7 +9,7 @@ features as the background computation would. Interrupted, it resumes where
 it stopped: what is done is skipped. ``--again`` recomputes everything.
 A source that fails (unreachable, 5xx) is reported and left for a later run.
 """
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from objects.errors import ApiError
 from objects.management import Run, add_progress_argument, directory_prefix
@@ -52,4 +52,8 @@ class Command(BaseCommand):
                     run.advance()
         finally:
             run.close()
-        self.stdout.write(f"{prefix}: {run.summary()}")
+        if options.get("verbosity", 1):
+            self.stdout.write(f"{prefix}: {run.summary()}")
+        if run.counts["failed"]:
+            raise CommandError(f"{run.counts['failed']} items failed (their sources could not be read); "
+                               "run the same command again later: it does only what is missing.")

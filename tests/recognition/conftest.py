@@ -5,8 +5,8 @@ import pytest
 from django.core.management import call_command
 from PIL import Image, ImageEnhance
 
-from search import ann, exact
 from tests.processing.features.conftest import PHOTOS
+from tests.search.conftest import fresh_caches  # noqa: F401 - autouse: per-process search caches per test
 
 
 def jpeg(im, quality=90):
@@ -27,15 +27,6 @@ def pictures():
         "cup.jpg": jpeg(cup),
         "cup-bright.jpg": jpeg(ImageEnhance.Brightness(cup).enhance(1.2)),
     }
-
-
-@pytest.fixture(autouse=True)
-def _fresh_search_caches():
-    ann.clear_cache()
-    exact.clear_cache()
-    yield
-    ann.clear_cache()
-    exact.clear_cache()
 
 
 @pytest.fixture

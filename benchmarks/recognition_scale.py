@@ -84,7 +84,8 @@ def populate(directory, codes, vectors, batch=2000):
     from objects.models import Item
     from processing import features
     from recognition.models import Features
-    from search.models import PREFIX_CHARS, Vector
+    from objects.keys import PREFIX_CHARS
+    from search.models import Vector
 
     if Vector.objects.filter(key__startswith=directory, field="_pdq").count() == len(codes):
         print(f"  {directory}: already there", flush=True)

@@ -15,7 +15,8 @@ import numpy as np
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
-from objects import keys, reading, writing
+from objects import keyrange, keys, reading
+from objects.models import Item
 from objects.errors import ApiError, translated
 from processing import features as processing_features
 from processing.features import extract, hashes
@@ -44,7 +45,7 @@ def candidates(prefix):
     """The items under ``prefix`` that ``wants_features``, as a queryset."""
     uploads = ~Q(content_name="") & Q(content_type__startswith="image/")
     sources = Q(content_name="", key__contains="://")
-    return writing.items_under(prefix).exclude(key__endswith="/").filter(uploads | sources)
+    return Item.objects.filter(keyrange.under(prefix)).exclude(key__endswith="/").filter(uploads | sources)
 
 
 def compute(item, video=True):

@@ -61,6 +61,7 @@ def store_stream(read, key, content_type, expected_length=None):
         raise too_large(expected_length)
     temp = TemporaryUploadedFile("upload", content_type or FALLBACK_TYPE, 0, None)
     try:
+        writeback = durable.Writeback(temp.fileno())
         digest = hashlib.sha256()
         size = 0
         head = b""
@@ -75,6 +76,7 @@ def store_stream(read, key, content_type, expected_length=None):
                 head += chunk[: 8192 - len(head)]
             digest.update(chunk)
             temp.write(chunk)
+            writeback.wrote(size)
         if expected_length is not None and size != expected_length:
             raise BadRequest(
                 f"The body ended after {size} of {expected_length} bytes; nothing was stored.",

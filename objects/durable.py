@@ -12,8 +12,47 @@ Every level, not only those this write created: when two uploads race to
 create the same folder, the one that finds it already there must still wait
 for the entry the other made. Syncing a directory that holds nothing new
 costs a cache flush (~0.1 ms here).
+
+A large file's final fsync would write all of it at once, after the last
+byte arrived: ~200 ms for 100 MiB here, on top of the upload. ``Writeback``
+starts writing it out while it is still being received, so the fsync finds
+little left to do.
 """
+import ctypes
 import os
+
+WRITEBACK_WINDOW = 8 * 1024 * 1024
+SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>: start writing dirty pages, do not wait
+
+
+def _sync_file_range():
+    function = getattr(ctypes.CDLL(None, use_errno=True), "sync_file_range", None)
+    if function is not None:
+        function.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
+    return function
+
+
+_start_writing = _sync_file_range()
+
+
+class Writeback:
+    """Starts the writing of a file being filled, every ``WRITEBACK_WINDOW`` bytes, without waiting.
+
+    A hint to the kernel (Linux ``sync_file_range(SYNC_FILE_RANGE_WRITE)``,
+    as PostgreSQL's ``*_flush_after`` and RocksDB's ``bytes_per_sync`` use
+    it), not a sync: it promises nothing, and ``sync_file`` still makes the
+    file durable. A no-op where the call is missing.
+    """
+
+    def __init__(self, fd):
+        self.fd = fd
+        self.started = 0  # bytes already handed to the kernel to write
+
+    def wrote(self, size):
+        """The file now holds ``size`` bytes."""
+        if _start_writing is not None and size - self.started >= WRITEBACK_WINDOW:
+            _start_writing(self.fd, self.started, size - self.started, SYNC_FILE_RANGE_WRITE)
+            self.started = size
 
 
 def sync_file(path):

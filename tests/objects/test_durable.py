@@ -19,6 +19,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.db import connection
 
+from objects import durable
 from objects.models import Item
 from search.models import VectorIndex
 
@@ -153,3 +154,14 @@ def test_a_failed_sync_stores_nothing_and_acknowledges_nothing(api, monkeypatch,
         api.upload("/durable/lost.bin", DATA)
     assert not Item.objects.filter(key="/durable/lost.bin").exists(), "nothing may be written"
     assert not [p for p in (tmp_path / "content").rglob("*") if p.is_file()], "the unsynced blob is deleted"
+
+
+def test_a_large_upload_is_handed_to_the_disk_while_it_arrives(api, monkeypatch):
+    started = []
+    monkeypatch.setattr(durable, "WRITEBACK_WINDOW", 64 * 1024)
+    monkeypatch.setattr(durable, "_start_writing", lambda fd, offset, length, flags: started.append((offset, length)))
+    assert api.upload("/durable/large.bin", bytes(600 * 1024)).status_code == 201
+    assert started and started[0][0] == 0, "writing starts with the first window, not after the last byte"
+    assert all(offset == previous + length for (previous, length), (offset, _) in zip(started, started[1:])), \
+        f"each window follows the last: {started}"
+    assert sum(length for _, length in started) >= 512 * 1024, f"most of the file is written early: {started}"

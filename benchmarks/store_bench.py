@@ -57,12 +57,13 @@ def wait_http(url, process, attempts=100):
     raise SystemExit(f"{url} did not answer")
 
 
-def start_gunicorn(env, port, settings_module="istore_site.settings", workers=2):
+def start_gunicorn(env, port, settings_module="istore_site.settings", workers=2, root=ROOT):
+    """gunicorn serving the istore tree at ``root``, once it answers."""
     env = dict(env, DJANGO_SETTINGS_MODULE=settings_module)
     process = subprocess.Popen(
-        [str(Path(PYTHON).parent / "gunicorn"), "istore_site.wsgi", "-c", str(ROOT / "gunicorn.conf.py"),
+        [str(Path(PYTHON).parent / "gunicorn"), "istore_site.wsgi", "-c", str(Path(root) / "gunicorn.conf.py"),
          "-w", str(workers), "--bind", f"127.0.0.1:{port}"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     return wait_http(f"http://127.0.0.1:{port}/_health", process)
 

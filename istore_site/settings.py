@@ -192,8 +192,11 @@ STATIC_ROOT = ISTORE_DATA_DIR / "static"
 # collectstatic fills it (make serve-prod); whitenoise warns at start-up when it is missing.
 STATIC_ROOT.mkdir(exist_ok=True)
 
-# Uploads: files past 2.5 MB spool to disk, never to memory.
+# Uploads: files past 2.5 MB spool to disk, never to memory, written out as
+# they arrive (objects/payloads.py).
 FILE_UPLOAD_TEMP_DIR = os.environ.get("ISTORE_UPLOAD_TEMP_DIR") or None
+FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.MemoryFileUploadHandler",
+                        "objects.payloads.SpoolingUploadHandler"]
 DATA_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
 
 # --- Internationalisation ----------------------------------------------------

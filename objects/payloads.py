@@ -10,11 +10,11 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
-from django.core.files.uploadhandler import FileUploadHandler
+from django.core.files.uploadhandler import FileUploadHandler, TemporaryFileUploadHandler
 from django.http import QueryDict
 from django.http.multipartparser import MultiPartParserError
 
-from . import content, jsontext
+from . import content, durable, jsontext
 from .errors import ApiError, BadRequest, PayloadTooLarge
 from .writing import InvalidMetadata
 
@@ -44,6 +44,19 @@ class UploadLimitHandler(FileUploadHandler):
 
     def file_complete(self, file_size):
         return None
+
+
+class SpoolingUploadHandler(TemporaryFileUploadHandler):
+    """Django's spooling of large multipart files, handing them to the disk while they arrive
+    (objects.durable.Writeback), so the fsync before the commit finds little left to write."""
+
+    def new_file(self, *args, **kwargs):
+        super().new_file(*args, **kwargs)
+        self.writeback = durable.Writeback(self.file.fileno())
+
+    def receive_data_chunk(self, raw_data, start):
+        super().receive_data_chunk(raw_data, start)
+        self.writeback.wrote(start + len(raw_data))
 
 
 def parse_metadata(text):

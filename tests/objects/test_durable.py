@@ -156,12 +156,18 @@ def test_a_failed_sync_stores_nothing_and_acknowledges_nothing(api, monkeypatch,
     assert not [p for p in (tmp_path / "content").rglob("*") if p.is_file()], "the unsynced blob is deleted"
 
 
-def test_a_large_upload_is_handed_to_the_disk_while_it_arrives(api, monkeypatch):
+@pytest.mark.parametrize("multipart", [False, True], ids=["raw", "multipart"])
+def test_a_large_upload_is_handed_to_the_disk_while_it_arrives(multipart, api, monkeypatch):
     started = []
     monkeypatch.setattr(durable, "WRITEBACK_WINDOW", 64 * 1024)
     monkeypatch.setattr(durable, "_start_writing", lambda fd, offset, length, flags: started.append((offset, length)))
-    assert api.upload("/durable/large.bin", bytes(600 * 1024)).status_code == 201
+    data = bytes(3 * 1024 * 1024)  # past FILE_UPLOAD_MAX_MEMORY_SIZE: a multipart file is spooled
+    if multipart:
+        response = api.client.post(url("/durable/large.bin"), {"file": SimpleUploadedFile("large.bin", data)})
+    else:
+        response = api.upload("/durable/large.bin", data)
+    assert response.status_code == 201
     assert started and started[0][0] == 0, "writing starts with the first window, not after the last byte"
     assert all(offset == previous + length for (previous, length), (offset, _) in zip(started, started[1:])), \
         f"each window follows the last: {started}"
-    assert sum(length for _, length in started) >= 512 * 1024, f"most of the file is written early: {started}"
+    assert sum(length for _, length in started) >= len(data) - 64 * 1024, f"the file is written early: {started}"

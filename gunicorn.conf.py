@@ -66,3 +66,28 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+# The S3 listener (s3/listener.py): ISTORE_S3_BIND is bound beside the main
+# address, also when that one comes from --bind on the command line, which
+# replaces the setting above (hence a hook rather than `bind`).
+def _add_s3_bind(cfg):
+    address = os.environ.get("ISTORE_S3_BIND")
+    if address and address not in cfg.bind:
+        cfg.set("bind", [*cfg.bind, address])
+        return True
+    return False
+
+
+def on_starting(server):
+    _add_s3_bind(server.cfg)
+
+
+def on_reload(server):
+    # A reload (SIGHUP) re-reads the command line without the S3 address and
+    # rebinds what it names: listen on the S3 address again.
+    if _add_s3_bind(server.cfg):
+        from gunicorn import sock
+
+        address = server.cfg.address[-1]
+        server.LISTENERS.append(sock._sock_type(address)(address, server.cfg, server.log))

@@ -85,9 +85,12 @@ INSTALLED_APPS = [
     "processing",
     "search",
     "recognition",
+    "s3",
 ]
 
 MIDDLEWARE = [
+    # Requests on the S3 listener are answered here, before anything else (s3/listener.py).
+    "s3.listener.S3ListenerMiddleware",
     "objects.middleware.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "objects.middleware.AllowedHostsMiddleware",
@@ -304,6 +307,21 @@ ISTORE_URL_SIGNING_KEYS = env_list("ISTORE_URL_SIGNING_KEYS")
 ISTORE_AUTO_FORMAT = env_bool("ISTORE_AUTO_FORMAT", False)
 # Seconds past its freshness a cached http source may be served when its origin fails.
 ISTORE_STALE_IF_ERROR = env_int("ISTORE_STALE_IF_ERROR", 86400)
+
+# --- The S3 protocol (s3/) ----------------------------------------------------
+
+# HOST:PORT (or unix:PATH) where gunicorn also listens and answers S3 there;
+# empty: no S3 listener. `make run` sets 127.0.0.1:9000.
+ISTORE_S3_BIND = os.environ.get("ISTORE_S3_BIND", "")
+# Virtual-host style: {bucket}.ISTORE_S3_DOMAIN (which ALLOWED_HOSTS then admits, with its subdomains).
+ISTORE_S3_DOMAIN = os.environ.get("ISTORE_S3_DOMAIN", "").strip().strip(".").lower()
+if ISTORE_S3_DOMAIN:
+    ALLOWED_HOSTS += [ISTORE_S3_DOMAIN, "." + ISTORE_S3_DOMAIN]
+if ISTORE_S3_BIND:
+    try:
+        int(ISTORE_S3_BIND.rpartition(":")[2]) if not ISTORE_S3_BIND.startswith("unix:") else None
+    except ValueError:
+        raise ImproperlyConfigured(f"ISTORE_S3_BIND must be HOST:PORT or unix:PATH, not {ISTORE_S3_BIND!r}") from None
 
 # --- Logging -----------------------------------------------------------------
 

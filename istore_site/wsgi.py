@@ -2,7 +2,9 @@
 
 Django's application is wrapped in ``objects.replay.ReplayLayer``, which
 answers repeated GETs of unchanged content without Django's request cycle
-(its docstring says what a replay skips, and why that is safe).
+(its docstring says what a replay skips, and why that is safe), and requests
+on the S3 listener (``ISTORE_S3_BIND``) go past it to the S3 app
+(``s3.listener.ListenerRouter``).
 """
 import os
 
@@ -13,5 +15,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "istore_site.settings")
 application = get_wsgi_application()
 
 from objects.replay import ReplayLayer  # noqa: E402 - needs Django set up
+from s3.listener import ListenerRouter  # noqa: E402
 
-application = ReplayLayer(application)
+application = ListenerRouter(ReplayLayer(application), application)

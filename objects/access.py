@@ -89,21 +89,32 @@ def from_another_site(request):
     return origin.strip().lower() != own.lower()
 
 
+def anonymous_write_allowed(request):
+    """True when a write without credentials may go through (the S3 protocol asks this too): anonymous
+    writes are on and the client is on loopback. A browser's write from another site is CrossSiteWrite."""
+    if not (settings.ISTORE_ALLOW_ANONYMOUS_WRITES and is_loopback(request)):
+        return False
+    if from_another_site(request):
+        raise CrossSiteWrite(
+            "An anonymous write sent by a browser from another site is refused: a page elsewhere "
+            "must not write to this development server. Send a token, or write from this origin."
+        )
+    return True
+
+
 def check(request, write):
-    """Raise NotAuthenticated unless the request may read (or write)."""
+    """Raise NotAuthenticated unless the request may read (or write); return
+    the writing user for a write with a token (None for an anonymous one)."""
     if write:
-        if (settings.ISTORE_ALLOW_ANONYMOUS_WRITES and is_loopback(request)
-                and "HTTP_AUTHORIZATION" not in request.META):
-            if from_another_site(request):
-                raise CrossSiteWrite(
-                    "An anonymous write sent by a browser from another site is refused: a page elsewhere "
-                    "must not write to this development server. Send a token, or write from this origin."
-                )
-            return
-        if token_user(request) is None:
+        if "HTTP_AUTHORIZATION" not in request.META and anonymous_write_allowed(request):
+            return None
+        user = token_user(request)
+        if user is None:
             raise NotAuthenticated(
                 "Writes need a token: send 'Authorization: Token <key>' "
                 "(create one with `python manage.py drf_create_token <user>` or in /_admin/)."
             )
-    elif not settings.ISTORE_PUBLIC_READ and token_user(request) is None and staff_session_user(request) is None:
+        return user
+    if not settings.ISTORE_PUBLIC_READ and token_user(request) is None and staff_session_user(request) is None:
         raise NotAuthenticated("Reads need a token here (ISTORE_PUBLIC_READ=false): send 'Authorization: Token <key>'.")
+    return None

@@ -1,18 +1,19 @@
 """
 Uploaded content: streaming request bodies into the configured storage.
 
-Bytes go to a temporary file on disk while their SHA-256 is computed (the
-strong ETag), never into memory, then into ``default_storage`` under a fresh
-random name that no key can steer, by ``save_durably``: on stable storage
-before the call returns. The caller swaps the item's content name inside its
-transaction and deletes the old blob only after commit, so a failed or
-interrupted upload leaves the previous content in place, and an item never
-names bytes that a power cut could take back (docs/durability.md).
+Bytes go to a temporary file on disk while their SHA-256 (the strong ETag of
+the native API) and MD5 (the ETag S3 clients expect) are computed, never into
+memory, then into ``default_storage`` under a fresh random name that no key
+can steer, by ``save_durably``: on stable storage before the call returns.
+The caller swaps the item's content name inside its transaction and deletes
+the old blob only after commit, so a failed or interrupted upload leaves the
+previous content in place, and an item never names bytes that a power cut
+could take back (docs/durability.md).
 """
 import hashlib
 import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.files.storage import default_storage
@@ -30,7 +31,10 @@ class StoredContent:
     name: str
     size: int
     content_type: str
-    etag: str
+    etag: str  # hex SHA-256 of the bytes
+    md5: str = ""  # the S3 ETag: hex MD5 of the bytes, or "<MD5 of the parts' MD5s>-N" (s3.multipart)
+    headers: dict = field(default_factory=dict)  # Content-Disposition, Cache-Control, ... given at upload
+    checksums: dict = field(default_factory=dict)  # {"crc32c": base64, ...} given or asked for at upload
 
 
 def too_large(size):
@@ -41,28 +45,36 @@ def too_large(size):
     )
 
 
-def new_content_name():
+def new_content_name(folder="content"):
+    """A fresh blob name under ``folder`` (``content``: item content, which
+    ``cleanup_content`` sweeps; ``s3.multipart`` keeps parts in a folder of its own)."""
     token = uuid.uuid4().hex
-    return f"content/{token[:2]}/{token[2:4]}/{token}"
+    return f"{folder}/{token[:2]}/{token[2:4]}/{token}"
 
 
-def _store_temp_file(temp, key, content_type, digest, size, head):
+def _store_temp_file(temp, key, content_type, digests, size, head, folder):
     """Move a finished temporary file into storage and describe it."""
     if not content_type or content_type == FALLBACK_TYPE:
         content_type = guess_type(key, head)
     temp.seek(0)
-    return StoredContent(save_durably(temp), size, content_type, digest)
+    sha256, md5 = digests
+    return StoredContent(save_durably(temp, new_content_name(folder)), size, content_type, sha256.hexdigest(),
+                         md5.hexdigest())
 
 
-def store_stream(read, key, content_type, expected_length=None):
-    """Stream ``read(n)`` chunks into storage; return a StoredContent."""
-    limit = settings.ISTORE_MAX_UPLOAD_BYTES
+def store_stream(read, key, content_type, expected_length=None, *, folder="content", limit=None):
+    """Stream ``read(n)`` chunks into storage; return a StoredContent.
+
+    ``limit`` is the largest size accepted (``ISTORE_MAX_UPLOAD_BYTES`` by
+    default); ``folder`` is where the blob goes (see ``new_content_name``).
+    """
+    limit = settings.ISTORE_MAX_UPLOAD_BYTES if limit is None else limit
     if expected_length is not None and expected_length > limit:
         raise too_large(expected_length)
     temp = TemporaryUploadedFile("upload", content_type or FALLBACK_TYPE, 0, None)
     try:
         writeback = durable.Writeback(temp.fileno())
-        digest = hashlib.sha256()
+        digest, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
         size = 0
         head = b""
         while True:
@@ -75,6 +87,7 @@ def store_stream(read, key, content_type, expected_length=None):
             if len(head) < 8192:
                 head += chunk[: 8192 - len(head)]
             digest.update(chunk)
+            md5.update(chunk)
             temp.write(chunk)
             writeback.wrote(size)
         if expected_length is not None and size != expected_length:
@@ -84,7 +97,7 @@ def store_stream(read, key, content_type, expected_length=None):
             )
         temp.size = size
         temp.flush()
-        return _store_temp_file(temp, key, content_type, digest.hexdigest(), size, head)
+        return _store_temp_file(temp, key, content_type, (digest, md5), size, head, folder)
     finally:
         _close_quietly(temp)
 
@@ -93,18 +106,20 @@ def store_uploaded_file(uploaded, key):
     """Store a file Django parsed from a multipart body."""
     if uploaded.size > settings.ISTORE_MAX_UPLOAD_BYTES:
         raise too_large(uploaded.size)
-    digest = hashlib.sha256()
+    digest, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
     head = b""
     uploaded.seek(0)
     for chunk in uploaded.chunks(CHUNK):
         if len(head) < 8192:
             head += chunk[: 8192 - len(head)]
         digest.update(chunk)
+        md5.update(chunk)
     content_type = uploaded.content_type
     if not content_type or content_type == FALLBACK_TYPE:
         content_type = guess_type(uploaded.name or key, head)
     uploaded.seek(0)
-    return StoredContent(save_durably(uploaded), uploaded.size, content_type, digest.hexdigest())
+    return StoredContent(save_durably(uploaded), uploaded.size, content_type, digest.hexdigest(),
+                         md5.hexdigest())
 
 
 def save_durably(file, name=None):

@@ -23,49 +23,81 @@ class InvalidListing(BadRequest):
     code = "invalid_listing"
 
 
-def iter_items(prefix, after=None, batch_size=None, rendered=False):
+def iter_items(prefix, after=None, batch_size=None, rendered=False, fields=None):
     """Yield every item under ``prefix`` (after ``after`` if given) in key order.
 
     With ``rendered`` the items come as their API rendering, built from the
     few columns it needs rather than from model instances (the bulk of a
-    long listing's time otherwise).
+    long listing's time otherwise); with ``fields``, as dicts of those
+    columns and ``key`` (the S3 listings).
     """
     rows = Item.objects.filter(keyrange.under(prefix, after))
     if rendered:
         return map(render_row, keyrange.walk(rows.values(*RENDERED_FIELDS), batch_size))
+    if fields:
+        return keyrange.walk(rows.values("key", *fields), batch_size)
     return keyrange.walk(rows, batch_size)
 
 
-def _is_direct_child(item, prefix):
-    rest = item.key[len(prefix):]
-    return item.dir == prefix or "/" not in rest
+def directory_fold(prefix):
+    """The native folding of ``delimiter=/`` (§4): an item whose directory is
+    ``prefix``, or with no "/" past it, is a direct child; a deeper key folds
+    into the child directory it lies in."""
+
+    def fold(key, directory):
+        rest = key[len(prefix):]
+        if directory == prefix or "/" not in rest:
+            return None
+        return prefix + rest.split("/", 1)[0] + "/"
+
+    return fold
 
 
-def iter_entries(prefix, after=None, batch_size=None):
-    """Yield items and folded ``{"_prefix": ...}`` dicts directly under ``prefix``."""
+def delimiter_fold(prefix, delimiter):
+    """S3's folding (CommonPrefixes): a key with ``delimiter`` past ``prefix``
+    folds into the prefix up to and including its first occurrence."""
+
+    def fold(key, directory=None):
+        at = key.find(delimiter, len(prefix))
+        return None if at < 0 else key[: at + len(delimiter)]
+
+    return fold
+
+
+def iter_entries(prefix, after=None, batch_size=None, *, fold=None, fields=None):
+    """Yield items and folded ``{"_prefix": ...}`` dicts directly under ``prefix``.
+
+    ``fold(key, dir)`` says which prefix a key folds into (None: it is an
+    entry itself): ``directory_fold`` by default, ``delimiter_fold`` for S3.
+    With ``fields`` items come as dicts of those columns (and ``key``, ``dir``).
+    """
     batch_size = batch_size or keyrange.BATCH
+    fold = fold or directory_fold(prefix)
     upper = keys.prefix_upper_bound(prefix)
     lower, inclusive = prefix, True
     if after is not None and after >= prefix:
-        if after.endswith("/") and after != prefix and after.startswith(prefix):
+        if after.startswith(prefix) and fold(after, keys.dir_of(after)) == after:
             # `after` names a folded prefix: resume past everything under it.
             lower, inclusive = keys.prefix_upper_bound(after), True
         else:
             lower, inclusive = after, False
+    columns = fields and ("key", "dir", *fields)
     # After a fold the next rows are often deeper keys of the next child, so
     # the skip-scan reads a couple of rows first and grows the batch while it
     # keeps finding direct children.
     size = batch_size
     while True:
-        batch = keyrange.fetch(Item.objects.filter(keyrange.span(lower, upper, inclusive=inclusive)), size)
+        rows = Item.objects.filter(keyrange.span(lower, upper, inclusive=inclusive))
+        batch = keyrange.fetch(rows.values(*columns) if columns else rows, size)
         if not batch:
             return
         for item in batch:
-            if _is_direct_child(item, prefix):
+            key, directory = (item["key"], item["dir"]) if columns else (item.key, item.dir)
+            child = fold(key, directory)
+            if child is None:
                 yield item
-                lower, inclusive = item.key, False
+                lower, inclusive = key, False
                 continue
-            child = prefix + item.key[len(prefix):].split("/", 1)[0] + "/"
             yield {"_prefix": child}
             lower, inclusive = keys.prefix_upper_bound(child), True
             size = 2

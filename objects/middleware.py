@@ -16,10 +16,10 @@ from .responses import error
 logger = logging.getLogger("istore.requests")
 
 
-def log_request(environ, path, status, seconds, length):
+def log_request(environ, path, status, seconds, length, kind=None):
     """Count a request in the metrics and write its line to the request log."""
     method = environ.get("REQUEST_METHOD")
-    kind = metrics.request_kind(method, path, status)
+    kind = kind or metrics.request_kind(method, path, status)
     metrics.observe_request(method, kind, status, seconds)
     if logger.isEnabledFor(logging.INFO):
         logger.info(json.dumps({

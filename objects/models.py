@@ -14,6 +14,7 @@ The namespace: one ``Item`` row per key.
   directly (see ``keys.parse_key``).
 """
 
+from django.conf import settings
 from django.db import connections, models, router
 from django.db.models import sql
 from django.db.models.constants import OnConflict
@@ -168,6 +169,17 @@ class Item(models.Model):
     content_size = models.BigIntegerField(null=True, blank=True, editable=False)
     content_type = models.CharField(max_length=255, blank=True, default="", editable=False)
     content_etag = models.CharField(max_length=80, blank=True, default="", editable=False)
+    # What the S3 protocol (s3/) returns with the content: its MD5 ETag (see
+    # content.StoredContent.md5; empty for content stored before it was
+    # kept), the Content-Disposition, Cache-Control, ... headers and the
+    # x-amz-checksum-* values given at upload.
+    content_md5 = models.CharField(max_length=48, blank=True, default="", editable=False)
+    content_headers = models.JSONField(default=dict, blank=True, editable=False)
+    content_checksums = models.JSONField(default=dict, blank=True, editable=False)
+    # The user who last wrote the item with credentials (a token, S3 keys);
+    # an anonymous write keeps it. Not indexed: nothing looks items up by it.
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="+", editable=False, db_index=False)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 

@@ -142,7 +142,8 @@ def _parse_range(header, size):
     return start, min(end, size - 1)
 
 
-def _read_span(handle, start, length):
+def read_span(handle, start, length):
+    """Yield ``length`` bytes of ``handle`` from ``start`` in chunks, then close it."""
     try:
         handle.seek(start)
         while length > 0:
@@ -200,7 +201,7 @@ def _content_response(request, opener, *, size, content_type, etag=None, last_mo
     else:
         start, end = span
         length = end - start + 1
-        response = StreamingHttpResponse(_read_span(opener(), start, length), content_type=content_type)
+        response = StreamingHttpResponse(read_span(opener(), start, length), content_type=content_type)
     if span is not None:
         response.status_code = 206
         response["Content-Range"] = f"bytes {span[0]}-{span[1]}/{size}"

@@ -33,7 +33,7 @@ def namespace(request):
         if handler is None:
             return error(405, "method_not_allowed", f"{request.method} is not supported on keys; use {ALLOWED}.",
                          headers={"Allow": ALLOWED})
-        access.check(request, write=request.method not in READ_METHODS)
+        request.writer = access.check(request, write=request.method not in READ_METHODS)
         signing.check(request)  # before any source is opened
         response = handler(request, key)
     except ApiError as exc:
@@ -103,7 +103,7 @@ def _write(request, key, replace):
             read, expected_length = payloads.raw_body_reader(request)
             stored = content.store_stream(read, key, request.META.get("CONTENT_TYPE", ""),
                                           expected_length=expected_length)
-    item, created = writing.write(key, payload.metadata, replace=replace, stored=stored)
+    item, created = writing.write(key, payload.metadata, replace=replace, stored=stored, owner=request.writer)
     if created:
         return json_response(item.as_dict(), status=201, headers={"Location": quote(key, safe="/:@!$&'()*+,;=~")})
     return json_response(item.as_dict())

@@ -57,8 +57,10 @@ def _locked_item(key):
     return Item.objects.by_key(key, for_update=True)
 
 
-def _updated(item, metadata, replace, stored):
+def _updated(item, metadata, replace, stored, owner=None):
     """Apply a write to ``item`` in memory; return the blob name it replaced."""
+    if owner is not None:
+        item.owner = owner
     if replace:
         new_metadata = metadata if metadata is not None else {}
     elif metadata is not None:
@@ -74,23 +76,27 @@ def _updated(item, metadata, replace, stored):
     item.content_size = stored.size
     item.content_type = stored.content_type
     item.content_etag = stored.etag
+    item.content_md5 = stored.md5
+    item.content_headers = stored.headers
+    item.content_checksums = stored.checksums
     return old_content
 
 
-def _create(key, metadata, replace, stored):
+def _create(key, metadata, replace, stored, owner):
     """Insert a new item, or return None when another writer created the key first."""
     item = Item(metadata={})
     item.set_key(key)
-    _updated(item, metadata, replace, stored)
+    _updated(item, metadata, replace, stored, owner)
     return item if Item.objects.insert_new(item) else None
 
 
-def write(key, metadata=None, *, replace=False, stored=None):
+def write(key, metadata=None, *, replace=False, stored=None, owner=None):
     """Create or update the item at ``key``; return ``(item, created)``.
 
     ``metadata`` is merged (RFC 7396) or, with ``replace``, replaces the old
     metadata (``None`` then means ``{}``). ``stored`` is new uploaded content
-    (objects.content.StoredContent) that replaces the old content.
+    (objects.content.StoredContent) that replaces the old content. ``owner``
+    is the user writing (None: anonymous, the item keeps its owner).
     """
     keys.validate_key(key)
     sources.check_scheme(key)
@@ -99,11 +105,11 @@ def write(key, metadata=None, *, replace=False, stored=None):
     try:
         with transaction.atomic():
             item = _locked_item(key)
-            created = item is None and (item := _create(key, metadata, replace, stored)) is not None
+            created = item is None and (item := _create(key, metadata, replace, stored, owner)) is not None
             if not created:
                 # It existed, or a concurrent writer created it since our look-up.
                 item = item or _locked_item(key)
-                old_content = _updated(item, metadata, replace, stored)
+                old_content = _updated(item, metadata, replace, stored, owner)
                 item.save()
                 if old_content:
                     transaction.on_commit(lambda: _forget_content(old_content))

@@ -366,6 +366,7 @@ class Command(BaseCommand):
             item.content_size = stored.size if stored else None
             item.content_type = stored.content_type if stored else ""
             item.content_etag = stored.etag if stored else ""
+            item.content_md5 = stored.md5 if stored else ""
         return item, created
 
 

@@ -33,7 +33,7 @@ UNSUPPORTED = frozenset((
     "acl", "policy", "policyStatus", "cors", "lifecycle", "tagging", "website", "logging", "notification",
     "replication", "encryption", "object-lock", "retention", "legal-hold", "torrent", "restore", "select",
     "accelerate", "analytics", "inventory", "metrics", "intelligent-tiering", "ownershipControls",
-    "publicAccessBlock", "requestPayment", "versions", "attributes", "renameObject", "session",
+    "publicAccessBlock", "requestPayment", "attributes", "renameObject", "session",
 ))
 
 
@@ -136,6 +136,7 @@ def route(s3):
             ("GET", "location"): buckets.get_location,
             ("GET", "versioning"): buckets.get_versioning,
             ("GET", "uploads"): multipart.list_uploads,
+            ("GET", "versions"): listings.list_versions,
             ("POST", "delete"): object_writes.delete_objects,
         }
         for (verb, name), operation in table.items():

@@ -141,3 +141,32 @@ def _contents(row, root, encode, owner):
         name = row.get("owner__username") or "anonymous"
         fields.append(("Owner", [("ID", name), ("DisplayName", name)]))
     return fields
+
+
+def list_versions(s3):
+    """ListObjectVersions: istore keeps no versions, so every object is its
+    own only version, ``null`` (what S3 answers for a bucket that never had
+    versioning); tools that clean or sync by versions work unchanged."""
+    names.require_bucket(s3.bucket)
+    params = s3.params
+    root = names.bucket_prefix(s3.bucket)
+    prefix, delimiter = params.get("prefix", ""), params.get("delimiter", "")
+    max_keys = _max_keys(params)
+    marker = params.get("key-marker")
+    if marker and not _valid(root + marker):
+        raise S3Error("InvalidArgument", "key-marker is not a valid key.", ArgumentName="key-marker")
+    entries, truncated = page(s3.bucket, prefix, delimiter, root + marker if marker else None, max_keys, True)
+    versions, common = [], []
+    for entry in entries:
+        if "_prefix" in entry:
+            common.append(("CommonPrefixes", [("Prefix", entry["_prefix"][len(root):])]))
+            continue
+        fields = _contents(entry, root, lambda text: text, True)
+        versions.append(("Version", fields[:1] + [("VersionId", "null"), ("IsLatest", True)] + fields[1:]))
+    last = entries[-1] if entries else None
+    next_marker = ((last.get("_prefix") or last["key"])[len(root):]) if truncated else None
+    return responses.xml(documents.document("ListVersionsResult", [
+        ("Name", s3.bucket), ("Prefix", prefix), ("KeyMarker", marker or ""), ("VersionIdMarker", ""),
+        ("NextKeyMarker", next_marker), ("NextVersionIdMarker", "null" if truncated else None),
+        ("MaxKeys", max_keys), ("Delimiter", delimiter or None), ("IsTruncated", truncated), *versions, *common]))
+

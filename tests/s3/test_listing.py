@@ -95,3 +95,9 @@ def test_delete_bucket_refuses_while_keys_remain(s3, filled):
     s3.delete_bucket(Bucket=filled)
     with pytest.raises(botocore.exceptions.ClientError):
         s3.head_bucket(Bucket=filled)
+
+
+def test_list_object_versions_shows_each_object_as_its_null_version(s3, filled):
+    answer = s3.list_object_versions(Bucket=filled, Prefix="a/")
+    versions = [(entry["Key"], entry["VersionId"], entry["IsLatest"]) for entry in answer["Versions"]]
+    assert versions == [("a/1", "null", True), ("a/2", "null", True), ("a/b/3", "null", True)], versions

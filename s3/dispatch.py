@@ -71,6 +71,8 @@ def handle(request):
         s3 = _parse(request)
         resource = f"/{s3.bucket}/{s3.key}" if s3.bucket else "/"
         s3.request_id = request_id
+        if request.method == "OPTIONS":
+            _preflight(request)
         s3.identity = auth.authenticate(request, _raw_path(request), auth.query_pairs(request.META.get(
             "QUERY_STRING", "")))
         operation = route(s3)
@@ -91,6 +93,13 @@ def handle(request):
     response["x-amz-request-id"] = request_id
     response["x-amz-id-2"] = request_id
     return response
+
+
+def _preflight(request):
+    """A CORS preflight: istore's S3 listener has no CORS configuration, as a bucket without one on S3."""
+    if not request.META.get("HTTP_ORIGIN"):
+        raise S3Error("InvalidRequest", "Insufficient information. Origin request header needed.")
+    raise S3Error("AccessForbidden", "CORSResponse: CORS is not enabled for this bucket.", status=403)
 
 
 def _raw_path(request):
@@ -132,6 +141,8 @@ def route(s3):
         raise S3Error("MethodNotAllowed", f"{method} is not allowed on the service.", Method=method,
                       ResourceType="SERVICE")
     if not s3.key:
+        if method != "GET" and "versioning" in params:
+            raise not_implemented("Versioning")
         table = {
             ("GET", "location"): buckets.get_location,
             ("GET", "versioning"): buckets.get_versioning,

@@ -117,7 +117,8 @@ def list_objects(s3):
             contents.append(("Contents", _contents(entry, root, encode, owner)))
     last = entries[-1] if entries else None
     last_key = (last.get("_prefix") or last["key"]) if last else None
-    head = [("Name", s3.bucket), ("Prefix", encode(prefix))]
+    # S3 url-encodes the Prefix element in V2 answers only (botocore decodes it there only).
+    head = [("Name", s3.bucket), ("Prefix", encode(prefix) if v2 else prefix)]
     if v2:
         head += [("KeyCount", len(entries)), ("MaxKeys", max_keys)]
         head += [("Delimiter", encode(delimiter) if delimiter else None), ("IsTruncated", truncated)]

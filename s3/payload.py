@@ -29,8 +29,8 @@ def content_headers(meta):
     found = {}
     for name in CONTENT_HEADERS:
         value = meta.get("HTTP_" + name.upper().replace("-", "_"))
-        if name == "Content-Encoding" and value:
-            value = ",".join(part.strip() for part in value.split(",") if part.strip().lower() != "aws-chunked")
+        if name == "Content-Encoding" and value and "aws-chunked" in value.lower():
+            value = ", ".join(part.strip() for part in value.split(",") if part.strip().lower() != "aws-chunked")
         if value:
             found[name] = value
     return found

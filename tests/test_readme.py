@@ -79,7 +79,9 @@ def served(clone):
     """``make run``, as the README starts it, on a free port; its base URL."""
     assert "make run " in block_starting("make run"), "the README starts istore with make run"
     port = free_port()
-    process = subprocess.Popen(["make", "run", f"PORT={port}"], cwd=clone, env=clean_env(),
+    # make run's S3 listener (127.0.0.1:9000) moves to a free port too: another make run may hold 9000.
+    env = {**clean_env(), "ISTORE_S3_BIND": f"127.0.0.1:{free_port()}"}
+    process = subprocess.Popen(["make", "run", f"PORT={port}"], cwd=clone, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:

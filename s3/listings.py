@@ -47,12 +47,17 @@ def encode_token(key):
     return base64.urlsafe_b64encode(key.encode("utf-8")).decode("ascii")
 
 
+def _position(key):
+    """True when ``key`` can be a listing position: any text but NUL (which no database column holds)."""
+    return "\x00" not in key
+
+
 def decode_token(token, prefix):
     try:
         key = base64.urlsafe_b64decode(token.encode("ascii")).decode("utf-8")
     except (binascii.Error, ValueError, UnicodeError):
         key = ""
-    if not key.startswith(prefix) or not _valid(key):
+    if not key.startswith(prefix) or not _position(key):
         raise S3Error("InvalidArgument", "The continuation token provided is incorrect.",
                       ArgumentName="continuation-token")
     return key
@@ -87,7 +92,7 @@ def _after(params, root, names_):
         return decode_token(params[token_name], root)
     start = params.get(start_name)
     if start:
-        if not _valid(root + start):
+        if not _position(start):
             raise S3Error("InvalidArgument", f"{start_name} is not a valid key.", ArgumentName=start_name)
         return root + start
     return None
@@ -154,7 +159,7 @@ def list_versions(s3):
     prefix, delimiter = params.get("prefix", ""), params.get("delimiter", "")
     max_keys = _max_keys(params)
     marker = params.get("key-marker")
-    if marker and not _valid(root + marker):
+    if marker and not _position(marker):
         raise S3Error("InvalidArgument", "key-marker is not a valid key.", ArgumentName="key-marker")
     entries, truncated = page(s3.bucket, prefix, delimiter, root + marker if marker else None, max_keys, True)
     versions, common = [], []

@@ -160,7 +160,7 @@ def _presigned_auth(request, params, raw_path, pairs):
         expires = int(params["X-Amz-Expires"])
     except ValueError:
         raise S3Error(code, "X-Amz-Expires should be a number.") from None
-    if not 0 <= expires <= MAX_PRESIGN_SECONDS:
+    if expires > MAX_PRESIGN_SECONDS:  # a negative one is simply expired, as on S3
         raise S3Error(code, "X-Amz-Expires must be less than a week (in seconds); that is, the given X-Amz-Expires "
                       "must be less than 604800 seconds.")
     now = datetime.now(timezone.utc)

@@ -51,6 +51,10 @@ def create_bucket(s3):
     if body.strip():
         documents.parse(body, "CreateBucketConfiguration")  # the region is istore's; the document must parse
     if names.bucket_exists(s3.bucket):
+        own = Item.objects.by_key(names.bucket_prefix(s3.bucket))
+        if own is not None and own.owner_id is not None and s3.user is not None and own.owner_id != s3.user.pk:
+            raise S3Error("BucketAlreadyExists", "The requested bucket name is not available: another user created "
+                          "it.", BucketName=s3.bucket)
         raise S3Error("BucketAlreadyOwnedByYou", "Your previous request to create the named bucket succeeded and "
                       "you already own it.", BucketName=s3.bucket)
     writing.write(names.bucket_prefix(s3.bucket), {}, owner=s3.user)

@@ -55,6 +55,9 @@ class MultipartUpload(models.Model):
     headers = models.JSONField(default=dict)  # Content-Disposition, Cache-Control, ...
     checksum_algorithm = models.CharField(max_length=16, blank=True, default="")
     checksum_type = models.CharField(max_length=16, blank=True, default="")  # COMPOSITE or FULL_OBJECT
+    # Set once completed: the row stays (partless) so that a retried CompleteMultipartUpload gets the same
+    # answer, as on S3; cleanup_multipart deletes it with the abandoned ones.
+    completed_etag = models.CharField(max_length=48, blank=True, default="")
     created = models.DateTimeField(auto_now_add=True, db_index=True)
 
 

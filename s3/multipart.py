@@ -40,9 +40,10 @@ FULL_OBJECT_ONLY = ("crc64nvme",)
 CRC = ("crc32", "crc32c", "crc64nvme")
 
 
-def _upload(s3):
+def _upload(s3, completed=False):
+    """The upload the request names (a completed one only when ``completed``); NoSuchUpload otherwise."""
     upload = MultipartUpload.objects.filter(upload_id=s3.params.get("uploadId", "")).select_related("owner").first()
-    if upload is None or upload.key != s3.istore_key:
+    if upload is None or upload.key != s3.istore_key or (upload.completed_etag and not completed):
         raise S3Error("NoSuchUpload", "The specified upload does not exist. The upload ID may be invalid, or the "
                       "upload may have been aborted or completed.", UploadId=s3.params.get("uploadId", ""))
     return upload
@@ -100,6 +101,9 @@ def _upload_part_copy(s3, upload, number):
         header = s3.meta.get("HTTP_X_AMZ_COPY_SOURCE_RANGE")
         if header:
             span = parse_range(header, body.size)
+            if span is not None and not header.strip().endswith("-") and int(header.rsplit("-", 1)[1]) >= body.size:
+                raise S3Error("InvalidRange", f"Range specified is not valid for source object of size: {body.size}",
+                              status=416)
             if span is None:
                 raise S3Error("InvalidArgument", "The x-amz-copy-source-range value must be of the form "
                               "bytes=first-last where first and last are the zero-based offsets of the first and "
@@ -144,7 +148,7 @@ def _save_part(upload, number, stored):
                 old.save()
                 part = old
                 transaction.on_commit(lambda: content.delete_content(replaced))
-            if not MultipartUpload.objects.filter(pk=upload.pk).exists():
+            if not MultipartUpload.objects.filter(pk=upload.pk, completed_etag="").exists():
                 raise IntegrityError("the upload is gone")
     except IntegrityError:
         content.delete_content(stored.name)
@@ -168,9 +172,18 @@ def _requested_parts(s3):
     return listed
 
 
+def _completion(s3, etag, checksums=None):
+    return responses.xml(documents.document("CompleteMultipartUploadResult", [
+        ("Location", f"/{s3.bucket}/{s3.key}"), ("Bucket", s3.bucket), ("Key", s3.key), ("ETag", f'"{etag}"'),
+        *[(f"Checksum{name.upper()}", value) for name, value in (checksums or {}).items()],
+    ]))
+
+
 def complete_upload(s3):
-    upload = _upload(s3)
+    upload = _upload(s3, completed=True)
     listed = _requested_parts(s3)
+    if upload.completed_etag:
+        return _completion(s3, upload.completed_etag)
     if any(a[0] >= b[0] for a, b in zip(listed, listed[1:])):
         raise S3Error("InvalidPartOrder", "The list of parts was not in ascending order. The parts list must be "
                       "specified in order by part number.", UploadId=upload.upload_id)
@@ -201,25 +214,24 @@ def complete_upload(s3):
     _check_full_checksum(s3.meta, stored.checksums)
     try:
         with transaction.atomic():
-            if not MultipartUpload.objects.filter(pk=upload.pk).delete()[0]:
+            if not MultipartUpload.objects.filter(pk=upload.pk, completed_etag="").update(
+                    completed_etag=stored.md5):
                 raise S3Error("NoSuchUpload", "The upload was completed or aborted meanwhile.",
                               UploadId=upload.upload_id)
             item, _ = writing.write(upload.key, upload.metadata, replace=True, stored=stored,
                                     owner=upload.owner or s3.user)
             PartLayout.objects.create(blob=stored.name, sizes=[part.size for part in parts])
+            UploadPart.objects.filter(upload=upload).delete()
     except BaseException:
         content.delete_content(stored.name)
         raise
     names_ = [part.blob for part in stored_parts.values()]
     transaction.on_commit(lambda: [content.delete_content(name) for name in names_])
-    headers = {f"x-amz-checksum-{name}": value for name, value in stored.checksums.items()}
-    if stored.checksums:
-        headers["x-amz-checksum-type"] = upload.checksum_type
-    return responses.xml(documents.document("CompleteMultipartUploadResult", [
-        ("Location", f"/{s3.bucket}/{s3.key}"), ("Bucket", s3.bucket), ("Key", s3.key),
-        ("ETag", f'"{item.content_md5}"'),
-        *[(f"Checksum{name.upper()}", value) for name, value in stored.checksums.items()],
-    ]), headers=headers)
+    response = _completion(s3, item.content_md5, stored.checksums)
+    for name, value in stored.checksums.items():
+        response[f"x-amz-checksum-{name}"] = value
+        response["x-amz-checksum-type"] = upload.checksum_type
+    return response
 
 
 class _Concatenated:
@@ -331,7 +343,7 @@ def list_uploads(s3):
         maximum = min(int(params.get("max-uploads", 1000)), 1000)
     except ValueError:
         raise S3Error("InvalidArgument", "max-uploads is an integer.") from None
-    uploads = MultipartUpload.objects.filter(key__startswith=root + prefix).select_related("owner")
+    uploads = MultipartUpload.objects.filter(key__startswith=root + prefix, completed_etag="").select_related("owner")
     if key_marker:
         after = Q(key__gt=root + key_marker)
         if id_marker:

@@ -99,3 +99,20 @@ def test_part_checksums_become_a_composite_checksum(s3, bucket):
         "Parts": [{"PartNumber": 1, "ETag": answer["ETag"], "ChecksumCRC32C": answer["ChecksumCRC32C"]}]})
     head = s3.head_object(Bucket=bucket, Key="mp.bin", ChecksumMode="ENABLED")
     assert head["ChecksumCRC32C"].endswith("-1"), f"no composite CRC32C: {head.get('ChecksumCRC32C')}"
+
+
+def test_a_repeated_complete_gets_the_same_answer(s3, upload):
+    bucket, upload_id = upload
+    etag = put_part(s3, bucket, upload_id, 1, b"once")
+    parts = {"Parts": [{"PartNumber": 1, "ETag": etag}]}
+    first = s3.complete_multipart_upload(Bucket=bucket, Key="mp.bin", UploadId=upload_id, MultipartUpload=parts)
+    again = s3.complete_multipart_upload(Bucket=bucket, Key="mp.bin", UploadId=upload_id, MultipartUpload=parts)
+    assert again["ETag"] == first["ETag"], "a retried completion did not answer as the first"
+    assert code_of(s3.list_parts, Bucket=bucket, Key="mp.bin", UploadId=upload_id) == "NoSuchUpload"
+
+
+def test_copy_range_past_the_source_is_invalid_range(s3, upload):
+    bucket, upload_id = upload
+    s3.put_object(Bucket=bucket, Key="src", Body=b"01234")
+    assert code_of(s3.upload_part_copy, Bucket=bucket, Key="mp.bin", UploadId=upload_id, PartNumber=1,
+                   CopySource={"Bucket": bucket, "Key": "src"}, CopySourceRange="bytes=0-21") == "InvalidRange"

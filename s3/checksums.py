@@ -55,7 +55,8 @@ def check_value(name, value):
     except (binascii.Error, ValueError):
         raw = b""
     if len(raw) != DIGEST_SIZE[name]:
-        raise S3Error("InvalidRequest", f"Value for x-amz-checksum-{name} header is invalid.")
+        raise S3Error("BadDigest", f"The x-amz-checksum-{name} value is not a {name.upper()} digest, so it cannot "
+                      "match the body.")
     return value
 
 

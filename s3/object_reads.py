@@ -145,7 +145,7 @@ def _part_span(text, item, body, headers):
     layout = PartLayout.objects.filter(blob=item.content_name).first() if item.has_content else None
     sizes = layout.sizes if layout else [body.size]
     if number > len(sizes):
-        raise S3Error("InvalidPartNumber", "The requested partnumber is not satisfiable.")
+        raise S3Error("InvalidPart", f"The object has {len(sizes)} part(s); part {number} does not exist.")
     headers["x-amz-mp-parts-count"] = str(len(sizes))
     start = sum(sizes[: number - 1])
     end = start + sizes[number - 1] - 1

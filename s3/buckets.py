@@ -5,7 +5,7 @@ key: ``CreateBucket`` creates the directory's own item (``/photos/``),
 """
 from django.utils import timezone
 
-from objects import listing, writing
+from objects import keyrange, listing, writing
 from objects.models import Item
 
 from . import documents, names, responses
@@ -69,7 +69,7 @@ def head_bucket(s3):
 def delete_bucket(s3):
     names.require_bucket(s3.bucket)
     prefix = names.bucket_prefix(s3.bucket)
-    if writing.items_under(prefix).exclude(key=prefix).exists():
+    if Item.objects.filter(keyrange.under(prefix)).exclude(key=prefix).exists():
         raise S3Error("BucketNotEmpty", "The bucket you tried to delete is not empty.", BucketName=s3.bucket)
     writing.delete_tree(prefix)
     return responses.empty(204)

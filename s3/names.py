@@ -6,7 +6,8 @@ the istore key ``/photos/a/b.jpg``).
 import ipaddress
 import re
 
-from objects import keys, writing
+from objects import keyrange, keys
+from objects.models import Item
 
 from .errors import S3Error
 
@@ -43,7 +44,7 @@ def istore_key(bucket, key):
 
 def bucket_exists(bucket):
     """A bucket exists when its directory holds at least one key (its own item included)."""
-    return writing.items_under(bucket_prefix(bucket)).exists()
+    return Item.objects.filter(keyrange.under(bucket_prefix(bucket))).exists()
 
 
 def require_bucket(bucket):

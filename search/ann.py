@@ -38,7 +38,7 @@ from django.db import transaction
 from . import exact
 from .models import Vector, VectorIndex, slot_of
 from .spaces import space_of
-from objects import content
+from objects import content, keyrange
 from objects.errors import NotFound
 
 logger = logging.getLogger(__name__)
@@ -248,7 +248,10 @@ def search(directory, field, dim, queries, limit, max_distance=None):
         logger.warning("index %s unusable; searching exactly", record.storage_name, exc_info=True)
         return exact.search(directory, field, dim, queries, limit, max_distance)
     stale_after = max(exact.RELOAD_AFTER, record.count // 8)
-    if exact.rows_under(field, dim, directory, after=record.watermark)[stale_after:].exists():
+    written = exact.rows_under(field, dim, directory, after=record.watermark)
+    with keyrange.index_walk(written.db):
+        written_past_stale = bool(list(written.values_list("id", flat=True)[stale_after : stale_after + 1]))
+    if written_past_stale:
         # Much was written since the build: the exact path (with its cached
         # snapshot) beats scanning all of it on every query. Rebuild the index.
         return exact.search(directory, field, dim, queries, limit, max_distance)

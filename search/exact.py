@@ -35,7 +35,6 @@ from django.conf import settings
 from django.db import connections, router, transaction
 
 from objects import keyrange
-from objects import keys as object_keys
 from objects.models import Item
 
 from .models import Vector
@@ -51,16 +50,18 @@ def rows_under(field, dim, directory, after=None):
     """The Vector rows of ``field`` with ``dim`` numbers (any, for None)
     under ``directory``; only those with ``id > after`` if given.
 
-    A whole directory is read through the (field, dim, key_prefix) index;
-    the rows written since a watermark through (field, dim, id), so that
-    query names no ``key_prefix`` range the planner could prefer.
+    Each is ordered as an index holds it, so that read inside
+    ``keyrange.index_walk`` it is a walk of that index whatever the
+    statistics say: a whole directory through (field, dim, key_prefix), the
+    rows written since a watermark through (field, dim, id), a query that
+    names no ``key_prefix`` range the planner could prefer.
     """
     rows = Vector.objects.filter(field=field)
     if dim is not None:
         rows = rows.filter(dim=dim)
     if after is None:
-        return rows.filter(keyrange.under(directory))
-    return rows.filter(id__gt=after, key__gte=directory, key__lt=object_keys.prefix_upper_bound(directory))
+        return rows.filter(keyrange.under(directory)).order_by("key_prefix")
+    return rows.filter(keyrange.under(directory, indexed=False), id__gt=after).order_by("id")
 
 
 class Packed:
@@ -105,7 +106,7 @@ def fetch(queryset, dim, progress=None, space=ANGULAR):
     """
     sql, params = queryset.values_list("id", "item_id", "vector").query.sql_with_params()
     parts = []
-    with connections[queryset.db].cursor() as cursor:
+    with keyrange.index_walk(queryset.db), connections[queryset.db].cursor() as cursor:
         cursor.execute(sql, params)
         while True:
             rows = cursor.fetchmany(FETCH)
@@ -140,7 +141,7 @@ def fetch_present(row_ids, using=None):
 
 def fetch_row_ids(queryset):
     sql, params = queryset.values_list("id").query.sql_with_params()
-    with connections[queryset.db].cursor() as cursor:
+    with keyrange.index_walk(queryset.db), connections[queryset.db].cursor() as cursor:
         cursor.execute(sql, params)
         return np.array([row[0] for row in cursor.fetchall()], np.int64)
 

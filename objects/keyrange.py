@@ -10,11 +10,11 @@ of ``key_prefix``, which the index serves, plus a comparison of whole keys
 only where a bound is longer than the prefix.
 
 Whatever reads "the items under a prefix" builds its range here (``under``,
-``span``) and reads it in key order here (``fetch``, ``walk``, ``count``): the
-listing API (pages, streams, the ``delimiter=/`` skip-scan), the admin's
-folder pages, counts and finds, ``writing.delete_tree``, the similarity
-search's candidate scans, and the S3 listings. The rule of order and the shape
-of the query live in this module alone.
+``span``) and reads it in key order here (``fetch``, ``walk``, ``exists``,
+``count``): the listing API (pages, streams, the ``delimiter=/`` skip-scan),
+the admin's folder pages, counts and finds, ``writing.delete_tree``, the
+similarity search's candidate scans, and the S3 listings. The rule of order
+and the shape of the query live in this module alone.
 
 **A page costs a page, whatever the planner believes.** The query asks for
 ``ORDER BY key_prefix`` with a ``LIMIT``: the order of the index itself, so
@@ -138,6 +138,13 @@ def walk(rows, size=None):
         if len(batch) < size:
             return
         batch = fetch(rows.filter(span(key_of(batch[-1]), inclusive=False)), size)
+
+
+def exists(rows):
+    """Whether the queryset ``rows`` holds a row: the first one in key order,
+    found by walking the index (``QuerySet.exists()`` leaves the plan to the
+    database, which may read the whole range to find one row)."""
+    return bool(fetch(rows.values("key"), 1))
 
 
 def count(rows, at_most):

@@ -69,7 +69,7 @@ def head_bucket(s3):
 def delete_bucket(s3):
     names.require_bucket(s3.bucket)
     prefix = names.bucket_prefix(s3.bucket)
-    if Item.objects.filter(keyrange.under(prefix)).exclude(key=prefix).exists():
+    if keyrange.exists(Item.objects.filter(keyrange.under(prefix)).exclude(key=prefix)):
         raise S3Error("BucketNotEmpty", "The bucket you tried to delete is not empty.", BucketName=s3.bucket)
     writing.delete_tree(prefix)
     return responses.empty(204)

@@ -44,7 +44,7 @@ def istore_key(bucket, key):
 
 def bucket_exists(bucket):
     """A bucket exists when its directory holds at least one key (its own item included)."""
-    return Item.objects.filter(keyrange.under(bucket_prefix(bucket))).exists()
+    return keyrange.exists(Item.objects.filter(keyrange.under(bucket_prefix(bucket))))
 
 
 def require_bucket(bucket):

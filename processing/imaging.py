@@ -20,7 +20,7 @@ the ICC profile is.
 import io
 
 from django.conf import settings
-from PIL import Image, ImageCms, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageFilter, UnidentifiedImageError
 
 from .errors import BadParameter, TooLarge, UnsupportedInput
 
@@ -255,17 +255,21 @@ STRIP_PIXELS = 4_000_000  # images larger than this are filtered in strips
 def filtered(im, image_filter, sigma):
     """``im.filter(image_filter)``, in strips when the image is large.
 
-    Pillow's Gaussian filters allocate a second full-size buffer; on a
-    50-megapixel source that took a worker past 600 MB. Strips overlapping by
-    more than the blur's support (box blurs: about 3 sigma) give the same
-    pixels with a fraction of the memory. They run along the longer side, and
-    each is at least twice as long as its overlap, so the work is at most
-    twice the whole image's and a strip holds at most 4 x (4 sigma + 4) x the
-    shorter side (28 Mpx at sigma 250 on the largest square source).
+    Pillow's filters allocate a second full-size buffer; on a 50-megapixel
+    source that took a worker past 600 MB. A Gaussian blur is cut into strips
+    with no overlap at all (``_blurred_in_strips``). Other filters (the unsharp
+    mask) use strips overlapping by more than the blur's support (box blurs:
+    about 3 sigma), which give the same pixels with a fraction of the memory.
+    They run along the longer side, and each is at least twice as long as its
+    overlap, so the work is at most twice the whole image's and a strip holds
+    at most 4 x (4 sigma + 4) x the shorter side (28 Mpx at sigma 250 on the
+    largest square source).
     """
     width, height = im.size
     if width * height <= STRIP_PIXELS:
         return im.filter(image_filter)
+    if isinstance(image_filter, ImageFilter.GaussianBlur):
+        return _blurred_in_strips(im, image_filter.radius)
     across = min(width, height)  # the strips' width
     along = max(width, height)
     margin = int(4 * sigma) + 4
@@ -280,6 +284,25 @@ def filtered(im, image_filter, sigma):
         low, high = max(0, start - margin), min(along, end + margin)
         strip = im.crop(box(low, high)).filter(image_filter)
         out.paste(strip.crop(box(start - low, end - low)), box(start, end)[:2])
+    return out
+
+
+def _blurred_in_strips(im, radius):
+    # Pillow's Gaussian blur is a horizontal box blur followed by a vertical
+    # one. Run as two passes, neither needs strips to overlap (a horizontal
+    # blur never mixes rows, a vertical one never mixes columns), so the cost
+    # is the output plus two small strips whatever the radius, with exactly
+    # the pixels of one whole-image filter. The second pass works in place.
+    width, height = im.size
+    out = Image.new(im.mode, im.size)
+    rows = max(1, STRIP_PIXELS // (4 * width))
+    for top in range(0, height, rows):
+        box = (0, top, width, min(height, top + rows))
+        out.paste(im.crop(box).filter(ImageFilter.GaussianBlur((radius, 0))), box[:2])
+    columns = max(1, STRIP_PIXELS // (4 * height))
+    for left in range(0, width, columns):
+        box = (left, 0, min(width, left + columns), height)
+        out.paste(out.crop(box).filter(ImageFilter.GaussianBlur((0, radius))), box[:2])
     return out
 
 

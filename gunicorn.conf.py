@@ -38,9 +38,8 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="istore-metrics-")
 
 
-def on_starting(server):
-    """Check istore's settings once, before any worker starts: a missing or
-    wrong setting is one line on stderr, not a traceback from every worker."""
+def _check_settings():
+    # A missing or wrong setting is one line on stderr, not a traceback from every worker.
     import sys
 
     from django.core.exceptions import ImproperlyConfigured
@@ -80,6 +79,8 @@ def _add_s3_bind(cfg):
 
 
 def on_starting(server):
+    """Check istore's settings once, before any worker starts, and add the S3 address."""
+    _check_settings()
     _add_s3_bind(server.cfg)
 
 

@@ -277,6 +277,20 @@ def _components():
                 "size": {"type": "integer"}, "type": {"type": "string"}, "etag": {"type": "string"},
             }},
             "_distance": {"type": "number"},
+            "_features": {"type": "object", "description": (
+                "GET ?meta=1 only, once computed: the built-in image features without the vector "
+                "(phash, pdq, pdq_quality, embedding {model, dims}, labels, computed), or {error, computed} "
+                "when the content is not a picture."),
+                "properties": {
+                    "phash": {"type": "string"}, "pdq": {"type": "string"},
+                    "pdq_quality": {"type": "integer", "minimum": 0, "maximum": 100},
+                    "embedding": {"type": "object", "properties": {"model": {"type": "string"},
+                                                                   "dims": {"type": "integer"}}},
+                    "labels": {"type": "array", "items": {"type": "object", "properties": {
+                        "label": {"type": "string"}, "score": {"type": "number"}}}},
+                    "computed": {"type": ["string", "null"], "format": "date-time"},
+                    "error": {"type": "string"},
+                }},
         },
     }
     return {

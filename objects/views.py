@@ -9,7 +9,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from django.http import HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from . import access, content, keys, listing, payloads, reading, serving, signing, verbs, writing
+from . import access, content, details, keys, listing, payloads, reading, serving, signing, verbs, writing
 from .errors import ApiError, BadRequest, NotFound
 from .models import Item
 from .responses import error, error_response, json_response
@@ -52,7 +52,7 @@ def get(request, key):
         return list_directory(request, key)
     item = find(key)
     if meta:
-        return json_response(item.as_dict())
+        return json_response(details.describe(item))
     body = reading.read(item.key, request.GET, item=item, accept=request.META.get("HTTP_ACCEPT", ""))
     try:
         return serving.respond(request, body)

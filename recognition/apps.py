@@ -16,7 +16,8 @@ class RecognitionConfig(AppConfig):
         import onnxruntime  # noqa: F401
 
         # Register the built-in features with search (so _search and
-        # _create_index take them by name) and the _duplicates verb.
-        from . import builtins, receivers, verbs  # noqa: F401
+        # _create_index take them by name), the _duplicates verb, _features
+        # in ?meta=1 and the receivers that keep features current.
+        from . import background, builtins, meta, receivers, verbs  # noqa: F401
 
         builtins.register()

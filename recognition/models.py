@@ -33,3 +33,25 @@ class Features(models.Model):
 
     def __str__(self):
         return f"features of item {self.item_id}"
+
+
+class Tag(models.Model):
+    """One of an item's tags: a label of its features scoring at least
+    ``TAG_MIN_SCORE``, lower-cased, so the admin's find (``_labels=cat``)
+    looks items up by tag through an index."""
+
+    item = models.ForeignKey("objects.Item", on_delete=models.CASCADE, related_name="+", db_index=False)
+    label = models.CharField(max_length=100)
+    score = models.FloatField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["item", "label"], name="recognition_tag_item_label")]
+        indexes = [models.Index(fields=["label", "item"], name="recognition_tag_label")]
+
+    def __str__(self):
+        return f"{self.label} ({self.score:.2f}) on item {self.item_id}"
+
+
+# A label counts as a tag from this score up: below it the model is guessing
+# (the fifth label of a photograph often scores under 0.01).
+TAG_MIN_SCORE = 0.1

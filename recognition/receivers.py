@@ -3,7 +3,7 @@ Keep the Features table consistent with the items on every delete.
 
 ``objects.writing`` deletes a directory's items with a raw queryset delete
 (no cascade), after sending ``items_deleting`` inside the transaction; the
-features of those items go here, one DELETE per batch. (The search app's
+features and tags of those items go here, one DELETE per batch each. (The search app's
 receiver removes their Vector rows, built-in fields included.)
 """
 from django.dispatch import receiver
@@ -11,7 +11,7 @@ from django.dispatch import receiver
 from objects import signals
 from objects.models import Item
 
-from .models import Features
+from . import store
 
 BATCH = 500
 
@@ -20,4 +20,4 @@ BATCH = 500
 def items_deleting(sender, ids, **kwargs):
     ids = list(ids)
     for start in range(0, len(ids), BATCH):
-        Features.objects.filter(item_id__in=ids[start : start + BATCH])._raw_delete(Features.objects.db)
+        store.forget(ids[start : start + BATCH], vectors=False)

@@ -8,7 +8,7 @@ runs ``processing.features.extract`` on them. ``save`` writes the
 searchable features in one transaction: a row whose value did not change is
 kept (and so keeps its place in a built index), a changed one is replaced by
 a new row (rows are never updated: their ids are the search app's change
-sequence). ``current(item)`` is the stored row when it was computed by this
+sequence). ``forget`` drops them. ``current(item)`` is the stored row when it was computed by this
 version of the features code and model, else None.
 """
 import numpy as np
@@ -23,7 +23,7 @@ from processing.features import extract, hashes
 from search.models import Vector
 from search.vectors import as_unit, pack
 
-from .models import Features
+from .models import TAG_MIN_SCORE, Features, Tag
 
 EMBEDDING, PHASH, PDQ = "_embedding", "_phash", "_pdq"
 DIMS = {EMBEDDING: 1280, PHASH: hashes.PHASH_BITS, PDQ: hashes.PDQ_BITS}
@@ -39,6 +39,11 @@ def wants_features(item):
     if item.content_name:
         return (item.content_type or "").startswith("image/")
     return keys.parse_key(item.key).source is not None
+
+
+def upload_version(item):
+    """The version ``objects.reading`` gives an upload's bytes (what ``source_version`` records)."""
+    return f"upload:{item.content_etag}"
 
 
 def candidates(prefix):
@@ -99,7 +104,14 @@ def save_failure(item, error, source_version=""):
 def _store(item, values, rows):
     try:
         with transaction.atomic():
+            # Computed from bytes the item still holds? A write that replaced
+            # them meanwhile scheduled their own computation.
+            still = Item.objects.select_for_update().filter(id=item.id, content_name=item.content_name)
+            if not still.exists():
+                return False
             Features.objects.update_or_create(item_id=item.id, defaults=values)
+            Tag.objects.filter(item_id=item.id).delete()
+            Tag.objects.bulk_create(tags_of(item, values["labels"]))
             existing = dict(
                 (field, (row_id, bytes(blob)))
                 for row_id, field, blob in Vector.objects.filter(item_id=item.id, field__in=FIELDS).values_list(
@@ -130,10 +142,26 @@ def refresh(item):
     except ApiError as error:
         if error.status >= 500:
             raise  # a source or server failure: worth trying again later
-        saved = save_failure(item, f"{error.code}: {error.detail}")
+        version = upload_version(item) if item.content_name else ""
+        saved = save_failure(item, f"{error.code}: {error.detail}", version)
     else:
         saved = save(item, found, version)
     return Features.objects.filter(item_id=item.id).first() if saved else None
+
+
+def tags_of(item, labels):
+    """The Tag rows of ``labels`` (``[{"label", "score"}]``): those scoring at least TAG_MIN_SCORE."""
+    return [Tag(item_id=item.id, label=label["label"].lower(), score=label["score"])
+            for label in labels if label["score"] >= TAG_MIN_SCORE]
+
+
+def forget(item_ids, vectors=True):
+    """Delete the stored features of the items, their tags and (unless the
+    search app does it, as when the items are deleted) their search rows."""
+    Tag.objects.filter(item_id__in=item_ids)._raw_delete(Tag.objects.db)
+    Features.objects.filter(item_id__in=item_ids)._raw_delete(Features.objects.db)
+    if vectors:
+        Vector.objects.filter(item_id__in=item_ids, field__in=FIELDS)._raw_delete(Vector.objects.db)
 
 
 def current(item_id):

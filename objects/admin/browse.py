@@ -22,7 +22,7 @@ from django.db.models.fields.json import KeyTransform
 
 from .. import expand, keyrange, keys, listing
 from ..models import Item, hash_key
-from . import previews
+from . import extensions, previews
 
 PAGE_SIZE = 100
 COUNT_CAP = 1000
@@ -188,8 +188,13 @@ def find(text, prefix, after=None, size=None):
         description = f"keys starting with {parsed[1]}"
     else:
         _, name, value = parsed
-        query = with_field(Item.objects.filter(keyrange.under(prefix, after)), name, value)
-        description = f"items under {prefix} whose metadata field {name!r} is {value!r}"
+        query = Item.objects.filter(keyrange.under(prefix, after))
+        if name in extensions.FIND_FIELDS:
+            query = extensions.FIND_FIELDS[name](query, value)
+            description = f"items under {prefix} whose {name} has {value!r}"
+        else:
+            query = with_field(query, name, value)
+            description = f"items under {prefix} whose metadata field {name!r} is {value!r}"
     # A metadata find is left to the planner: where a GIN index on metadata
     # exists (docs/admin.md), sparse matches are found through it.
     items = keyrange.fetch(query, size + 1, walk_index=parsed[0] == "prefix")

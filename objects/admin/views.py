@@ -16,7 +16,7 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from . import browse, previews
+from . import browse, extensions, previews
 from .. import content, keys, listing, writing
 from ..errors import ApiError
 from ..models import Item, hash_key
@@ -118,6 +118,7 @@ def folder(model_admin, request):
         delete_folder_url=reverse("admin:objects_item_delete_folder") + "?" + urlencode({"dir": prefix}),
         can_add=model_admin.has_add_permission(request),
         can_delete=model_admin.has_delete_permission(request) and prefix != "/",
+        tools=extensions.folder_tools(request, prefix),
         page_size=browse.PAGE_SIZE,
         count_cap=browse.COUNT_CAP,
     )
@@ -196,6 +197,7 @@ def item(model_admin, request, object_id):
         can_delete=model_admin.has_delete_permission(request, obj),
         delete_url=reverse("admin:objects_item_delete", args=[obj.pk]),
         history_url=reverse("admin:objects_item_history", args=[obj.pk]),
+        panels=extensions.item_panels(request, obj),
     )
     return TemplateResponse(request, TEMPLATES + "item.html", context)
 

@@ -91,8 +91,8 @@ def test_delete_tree_deletes_rows_in_bulk(db):
     with CaptureQueriesContext(connection) as queries:
         assert writing.delete_tree("/big/") == 2000
     # A fixed number of statements per 500 items (the items, and one per side
-    # table: vectors, recognition's features), none per item.
-    assert len(queries) <= 2 + 3 * (2000 // 500) + 4, [q["sql"][:80] for q in queries]
+    # table: vectors, recognition's features and tags), none per item.
+    assert len(queries) <= 2 + 4 * (2000 // 500) + 4, [q["sql"][:80] for q in queries]
     assert set(rows()) == {("/keep/x", "v")}
 
 

@@ -1,0 +1,72 @@
+"""
+Features computed in the background for every picture that is written.
+
+Every write path (native writes and uploads, the admin, ``_expand`` frames,
+bulk writes, the S3 protocol) goes through ``objects.writing``, which sends
+``items_saved`` inside its transaction. The receiver here, in that same
+transaction:
+
+- drops the stored features of an item whose uploaded content changed (or
+  is no longer a picture), with their search rows, so that neither
+  ``?meta=1`` nor a search ever answers features of bytes the item no longer
+  holds;
+- (next: with ``ISTORE_FEATURES`` on, it will schedule the items that need
+  features as jobs of the jobs app.)
+
+``refresh_items`` is the body of that job: it skips what is already
+current (a job may run twice, or after a newer one) and computes the rest
+through ``store.refresh``, which stores nothing when the content changed
+meanwhile (the newer write scheduled its own job).
+
+A key that embeds a source is computed when it is registered; its origin's
+bytes may change later without a write to istore, which
+``manage.py compute_features --again`` catches up with.
+"""
+from django.dispatch import receiver
+
+from objects import keys, signals
+from objects.models import Item
+from processing import features as processing_features
+
+from . import store
+from .models import Features
+
+BATCH = 500
+
+
+def _chunks(values, size=BATCH):
+    values = list(values)
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def may_have_features(item, created):
+    """Whether an item that was just saved can hold stored features: only an
+    older item with content or a source ever had them computed."""
+    return not created and (bool(item.content_name) or keys.parse_key(item.key).source is not None)
+
+
+def is_current(item, row):
+    """Whether the stored ``row`` (Features) describes the item's content now."""
+    if row.version != processing_features.VERSION:
+        return False
+    return not item.content_name or row.source_version == store.upload_version(item)
+
+
+@receiver(signals.items_saved, sender=Item, dispatch_uid="recognition.items_saved")
+def items_saved(sender, items, created_ids=(), **kwargs):
+    older = [item for item in items if may_have_features(item, item.id in created_ids)]
+    stored = {}
+    for chunk in _chunks(item.id for item in older):
+        stored.update((row.item_id, row) for row in Features.objects.filter(item_id__in=chunk).only(
+            "item_id", "version", "source_version"))
+    dropped = []
+    for item in older:
+        row = stored.get(item.id)
+        if not store.wants_features(item):
+            if row is not None:
+                dropped.append(item.id)
+        elif row is not None and item.content_name and not is_current(item, row):
+            dropped.append(item.id)  # they describe bytes the item no longer holds
+    for chunk in _chunks(dropped):
+        store.forget(chunk)

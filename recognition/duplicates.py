@@ -97,8 +97,20 @@ def _exact_pairs(space, matrix, mirrors, max_distance, progress):
     return pairs
 
 
+def _close(space, matrix, mirrors, rows, cols, max_distance):
+    """Which of the (rows[k], cols[k]) pairs are within ``max_distance``, exactly
+    (as ``_exact_pairs`` decides), for arrays of index pairs."""
+    if space is spaces.HAMMING:
+        limit = int(max_distance * matrix.shape[1] * 8)
+        counts = np.bitwise_count(matrix[rows] ^ matrix[cols]).sum(axis=1, dtype=np.int32)
+        flipped = np.bitwise_count(mirrors[rows] ^ matrix[cols]).sum(axis=1, dtype=np.int32)
+        return np.minimum(counts, flipped) <= limit
+    cosine = np.einsum("ij,ij->i", matrix[rows].astype(np.float32), matrix[cols].astype(np.float32))
+    return 0.5 - 0.5 * cosine <= max_distance + 1e-6
+
+
 def _graph_pairs(space, dim, matrix, mirrors, max_distance, progress):
-    """Candidate pairs from an in-memory HNSW graph (see the module docstring)."""
+    """Candidate pairs from an in-memory HNSW graph, checked exactly (see the module docstring)."""
     from usearch.index import Index
 
     params = space.index_params(dim)
@@ -113,22 +125,23 @@ def _graph_pairs(space, dim, matrix, mirrors, max_distance, progress):
 
     index.add(labels, matrix, threads=THREADS, progress=added)
     index.expansion_search = max(settings.ISTORE_SEARCH_EXPANSION, 2 * NEIGHBOURS)
-    queries = [matrix] if mirrors is None else [matrix, mirrors]
-    candidates = set()
     count = min(n, NEIGHBOURS + 1)
-    for query in queries:
-        found = index.search(query, count, threads=THREADS)
-        for i, neighbours in enumerate(found.keys):
-            for j in neighbours.tolist():
-                if j != i and j < n:
-                    candidates.add((min(i, j), int(max(i, j))))
-    progress(n, n)
-    pairs = []
-    for i, j in sorted(candidates):
-        rows = matrix[[i]] if mirrors is None else np.stack([matrix[i], mirrors[i]])
-        if space.distances(matrix[[j]], rows)[0] <= max_distance + 1e-9:
-            pairs.append((i, j))
-    return pairs
+    queries = [matrix] if mirrors is None else [matrix, mirrors]
+    # Each item's neighbours (and its mirror's), as one (n, k) array of row numbers.
+    neighbours = np.hstack([index.search(query, count, threads=THREADS).keys for query in queries])
+    found = []
+    for start in range(0, n, BLOCK * 16):
+        stop = min(n, start + BLOCK * 16)
+        cols = neighbours[start:stop].ravel().astype(np.int64)
+        rows = np.repeat(np.arange(start, stop, dtype=np.int64), neighbours.shape[1])
+        keep = (cols >= 0) & (cols < n) & (cols != rows)  # a missing neighbour is a huge label
+        rows, cols = rows[keep], cols[keep]
+        close = _close(space, matrix, mirrors, rows, cols, max_distance)
+        low, high = np.minimum(rows[close], cols[close]), np.maximum(rows[close], cols[close])
+        found.append(low * n + high)
+        progress(n // 2 + stop // 2, n)
+    unique = np.unique(np.concatenate(found)) if found else np.array([], dtype=np.int64)
+    return list(zip((unique // n).tolist(), (unique % n).tolist()))
 
 
 def find_groups(directory, field, max_distance, progress=None):

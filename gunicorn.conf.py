@@ -92,3 +92,20 @@ def on_reload(server):
 
         address = server.cfg.address[-1]
         server.LISTENERS.append(sock._sock_type(address)(address, server.cfg, server.log))
+
+
+# Jobs workers (jobs/supervisor.py): ISTORE_JOBS_WORKERS `manage.py jobs_worker`
+# processes beside this server, so that jobs run with no further command.
+_jobs_workers = None
+
+
+def when_ready(server):
+    global _jobs_workers
+    from jobs import supervisor
+
+    _jobs_workers = supervisor.from_environment()
+
+
+def on_exit(server):
+    if _jobs_workers is not None:
+        _jobs_workers.stop(timeout=server.cfg.graceful_timeout)

@@ -86,6 +86,9 @@ INSTALLED_APPS = [
     "search",
     "recognition",
     "s3",
+    "django_tasks",
+    "django_tasks_db",
+    "jobs",
 ]
 
 MIDDLEWARE = [
@@ -307,6 +310,25 @@ ISTORE_URL_SIGNING_KEYS = env_list("ISTORE_URL_SIGNING_KEYS")
 ISTORE_AUTO_FORMAT = env_bool("ISTORE_AUTO_FORMAT", False)
 # Seconds past its freshness a cached http source may be served when its origin fails.
 ISTORE_STALE_IF_ERROR = env_int("ISTORE_STALE_IF_ERROR", 86400)
+
+# --- Jobs (jobs/): long verbs run by workers, see docs/deploy.md --------------
+
+# The queue engine: django-tasks with its database backend (the tasks live in istore's own database).
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+# A verb estimated to take longer than this runs as a job even without Prefer: respond-async.
+ISTORE_JOBS_SYNC_SECONDS = env_float("ISTORE_JOBS_SYNC_SECONDS", 30.0)
+# How often a running job's worker writes its progress and heartbeat, and how
+# long without one before another worker takes the job over.
+ISTORE_JOBS_HEARTBEAT = env_float("ISTORE_JOBS_HEARTBEAT", 1.0)
+ISTORE_JOBS_LEASE = env_float("ISTORE_JOBS_LEASE", 60.0)
+# Runs of a job lost with their worker before the job fails (worker_lost).
+ISTORE_JOBS_MAX_ATTEMPTS = env_int("ISTORE_JOBS_MAX_ATTEMPTS", 3)
+# Seconds a finished job stays readable at /_jobs/{id}.
+ISTORE_JOBS_RETENTION = env_int("ISTORE_JOBS_RETENTION", 7 * 86400)
+# Seconds an idle worker waits before it looks for queued jobs again.
+ISTORE_JOBS_POLL = env_float("ISTORE_JOBS_POLL", 0.5)
+# CPU niceness of a worker process: requests on the same host come first.
+ISTORE_JOBS_NICE = env_int("ISTORE_JOBS_NICE", 10)
 
 # --- The S3 protocol (s3/) ----------------------------------------------------
 

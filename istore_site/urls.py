@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import path, re_path
 
+from jobs.views import job_view
 from objects import schema, views
 
 urlpatterns = [
@@ -9,6 +10,7 @@ urlpatterns = [
     path("_ready", views.ready),
     path("_metrics", views.metrics_view),
     path("_schema/", schema.schema_view),
+    path("_jobs/<str:job_id>", job_view),
     re_path(r"^", views.namespace),
 ]
 

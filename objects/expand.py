@@ -80,14 +80,28 @@ def frame_entries(directory, video, duration, every=1):
     ]
 
 
-def expand(directory, video, every=1):
-    """Register the frame items of ``video`` under ``directory``; ``(created, updated)``."""
-    duration = video_duration(video)
-    return writing.upsert_many(frame_entries(directory, video, duration, every))
+def expand(directory, video, every=1, progress=None):
+    """Register the frame items of ``video`` under ``directory``; ``(created, updated)``.
+    ``progress(done, total)`` counts frames written, in the one transaction."""
+    entries = frame_entries(directory, video, video_duration(video), every)
+    if progress is not None:
+        progress(0, len(entries))
+    return writing.upsert_many(entries, progress=progress)
 
 
-@verb("_expand")
-def expand_verb(body, directory):
+# Frame items written per second (benchmarks/README.md): how long an expand
+# will take, to decide whether it must run as a job (jobs.verbs).
+FRAMES_RATE = 1000
+
+
+def plan_expand(body, directory):
+    """Check an _expand body and its video (the verb's 4xx); the seconds writing its frames will take."""
     video, every = parse_request(body)
-    created, updated = expand(directory, video, every)
+    return math.ceil(video_duration(video) / every) / FRAMES_RATE
+
+
+@verb("_expand", plan=plan_expand)
+def expand_verb(body, directory, progress=None):
+    video, every = parse_request(body)
+    created, updated = expand(directory, video, every, progress)
     return 201, {"created": created, "updated": updated}

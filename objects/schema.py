@@ -29,7 +29,7 @@ from django.conf import settings
 from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from . import jsontext, keys, listing
+from . import jsontext, keys, listing, verbs
 from .responses import error
 
 OPENAPI_VERSION = "3.1.0"
@@ -246,6 +246,15 @@ def _verb_path(verb):
                         "Groups of near-duplicate pictures (docs/recognition.md).", "200", ("400", "401")),
     }
     request, result, summary, status, errors = bodies[verb]
+    parameters, responses = [], {}
+    if verb in verbs.PLANS:  # verbs that may run as jobs (docs/api.md, "Jobs")
+        parameters = [_header("Prefer", "`respond-async` runs the verb as a job and answers 202 at once; "
+                                        "`respond-async, wait=N` answers the verb's result instead if the job "
+                                        "finishes within N seconds (RFC 7240). Other preferences are ignored.",
+                              {"type": "string"})]
+        responses["202"] = {**_json("#/components/schemas/JobStarted",
+                                    "Running as a job (asked for, or too long for a request); poll Location."),
+                            "headers": {"Location": {"schema": {"type": "string"}, "description": "/_jobs/{id}"}}}
     return {
         "parameters": [{**_key_parameter(), "name": "dir",
                         "description": "The directory the verb works on (ends with '/'; '' is the root)."}],
@@ -254,11 +263,12 @@ def _verb_path(verb):
             "summary": summary,
             "description": "The body is read as JSON whatever its Content-Type.",
             "security": [{"token": []}],
+            "parameters": parameters,
             "requestBody": {"required": True, "content": {
                 "application/json": {"schema": {"$ref": request}},
                 "application/x-www-form-urlencoded": {"schema": {"$ref": request}},
             }},
-            "responses": {status: _json(result, "Done."), **_errors(*errors, "405")},
+            "responses": {status: _json(result, "Done."), **responses, **_errors(*errors, "405")},
         },
     }
 
@@ -332,9 +342,43 @@ def _components():
             "DuplicatesRequest": {"type": "object", "properties": {
                 "by": {"enum": ["_pdq", "_phash", "_embedding"]},
                 "max_distance": {"type": "number", "minimum": 0, "maximum": 1}}},
+            "JobStarted": {"type": "object", "required": ["job", "state"], "properties": {
+                "job": {"type": "string", "format": "uuid"}, "state": {"const": "queued"}}},
+            "Job": {"type": "object", "required": ["job", "state", "progress", "result", "error"], "properties": {
+                "job": {"type": "string", "format": "uuid"},
+                "state": {"enum": ["queued", "running", "done", "failed", "cancelled"]},
+                "progress": {"type": "object", "properties": {"done": {"type": "integer"},
+                                                              "total": {"type": "integer"}}},
+                "result": {"description": "When done: the body the verb answers in a request."},
+                "error": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Error"}]},
+                "kind": {"type": "string"}, "dir": {"type": ["string", "null"]},
+                "created": {"type": "string", "format": "date-time"},
+                "started": {"type": ["string", "null"], "format": "date-time"},
+                "finished": {"type": ["string", "null"], "format": "date-time"},
+                "attempts": {"type": "integer"}}},
             "DuplicatesResult": {"type": "object", "required": ["groups"], "properties": {"groups": {
                 "type": "array", "items": {"type": "array", "items": {"type": "string"}}}}},
         },
+    }
+
+
+def _job_path():
+    job = _json("#/components/schemas/Job", "The job.")
+    parameters = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"},
+                   "description": "The job's id, from the 202 that started it."}]
+    errors = {"401": {"description": "A job needs the credentials that started it.", **_error_ref()},
+              "404": {"description": "No such job, or another user's (no_such_job).", **_error_ref()}}
+    return {
+        "parameters": parameters,
+        "get": {"operationId": "readJob", "summary": "A job's state, progress, and result or error.",
+                "security": [{"token": []}], "responses": {"200": job, **errors}},
+        "delete": {"operationId": "cancelJob",
+                   "summary": "Cancel a queued or running job (a running one stops at its next step).",
+                   "security": [{"token": []}],
+                   "responses": {"200": job, **errors, "405": {"description": "Not GET, HEAD or DELETE.",
+                                                               **_error_ref()},
+                                 "409": {"description": "The job has finished already (job_finished).",
+                                         **_error_ref()}}},
     }
 
 
@@ -391,6 +435,7 @@ def build():
     paths = {"/{key}": key_path}
     for verb in keys.VERBS:
         paths["/{dir}" + verb] = _verb_path(verb)
+    paths["/_jobs/{id}"] = _job_path()
     paths["/_schema/"] = _service_path("schema", "This description (OpenAPI 3.1, JSON).")
     paths["/_health"] = _service_path("health", "Liveness and a database round trip; 503 when it fails.")
     paths["/_ready"] = _service_path("ready", "Readiness: database and content storage; 503 when one fails.")

@@ -4,6 +4,13 @@ Verbs: ``POST {dir}/_expand``, ``{dir}/_search``, ``{dir}/_create_index`` (§8).
 Verbs read the body as JSON whatever its Content-Type (``curl -d`` labels JSON
 as a form). Each verb is a function ``(body: dict, directory: str) ->
 (status, data)`` registered in VERBS; it raises ApiError for bad input.
+
+A verb that may run long registers a ``plan(body, directory) -> seconds``
+too: it checks the body as the verb would (the same 4xx) and estimates how
+long the verb will take. Such a verb takes ``progress=None`` (called with
+``(done, total)`` between steps) and runs as a job when asked with ``Prefer:
+respond-async``, or when its estimate is past what a request may take
+(``jobs.verbs``).
 """
 
 from . import access, jsontext, keys
@@ -11,9 +18,10 @@ from .errors import ApiError, BadRequest
 from .responses import error, json_response
 
 VERBS = {}
+PLANS = {}
 
 
-def verb(name):
+def verb(name, plan=None):
     """Register the decorated function as the verb ``name``, which must be one
     of the last segments ``objects.keys.VERBS`` reserves (so it is routed)."""
     if name not in keys.VERBS:
@@ -21,6 +29,8 @@ def verb(name):
 
     def register(function):
         VERBS[name] = function
+        if plan is not None:
+            PLANS[name] = plan
         return function
 
     return register
@@ -36,9 +46,14 @@ def read_json_body(request):
 def dispatch(request, directory, name):
     if request.method != "POST":
         return error(405, "method_not_allowed", f"{name} is a verb: use POST.", headers={"Allow": "POST"})
-    access.check(request, write=True)
+    writer = access.check(request, write=True)
     function = VERBS.get(name)
     if function is None:
         raise ApiError(f"{name} is not available yet.", status=501, code="not_implemented")
-    status, data = function(read_json_body(request), directory)
+    body = read_json_body(request)
+    if name in PLANS:
+        from jobs.verbs import respond  # the jobs app sits above objects
+
+        return respond(request, name, body, directory, writer)
+    status, data = function(body, directory)
     return json_response(data, status=status)

@@ -154,11 +154,13 @@ def delete_tree(prefix):
     return deleted
 
 
-def upsert_many(entries, *, batch_size=1000):
+def upsert_many(entries, *, batch_size=1000, progress=None):
     """Merge metadata into many keys in one transaction: ``[(key, metadata)]``.
 
     Returns ``(created, updated)``. Used by bulk writers such as ``_expand``,
-    which register thousands of keys at once.
+    which register thousands of keys at once. ``progress(done, total)`` is
+    called after each batch, inside the transaction (an exception it raises
+    rolls the whole call back).
     """
     entries = list(entries)
     for key, metadata in entries:
@@ -201,6 +203,8 @@ def upsert_many(entries, *, batch_size=1000):
                 for item in saved:
                     item.id = ids[item.key_hash]
             signals.items_saved.send(sender=Item, items=saved, created_ids={item.id for item in new_items})
+            if progress is not None:
+                progress(start + len(batch), len(entries))
     return created, updated
 
 

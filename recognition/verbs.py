@@ -9,6 +9,7 @@ threshold (``duplicates.DEFAULT_MAX_DISTANCE``). Answers ``{"groups": [[key,
 """
 from objects.errors import BadRequest
 from objects.verbs import verb
+from search import exact
 
 from . import duplicates, store
 
@@ -36,7 +37,18 @@ def parse(body):
     return by, float(max_distance)
 
 
-@verb("_duplicates")
+# Items compared per second by _duplicates (benchmarks/README.md): how long a
+# call will take, to decide whether it must run as a job (jobs.verbs).
+DUPLICATES_RATE = 5000
+
+
+def plan_duplicates(body, directory):
+    """Check a _duplicates body; the seconds grouping the directory's items will take."""
+    by, _ = parse(body)
+    return exact.rows_under(by, store.DIMS[by], directory).count() / DUPLICATES_RATE
+
+
+@verb("_duplicates", plan=plan_duplicates)
 def find_duplicates(body, directory, progress=None):
     by, max_distance = parse(body)
     return 200, {"groups": duplicates.find_groups(directory, by, max_distance, progress)}

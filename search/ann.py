@@ -78,13 +78,25 @@ def _build_one(directory, field, dim, watermark, total, progress):
     count = len(packed)
     step = max(count // 200, 1)
 
+    stopped = []
+
     def added(done: int, total: int) -> bool:
         if done % step == 0 or done == total:
-            progress("indexing", done, total)
+            try:
+                progress("indexing", done, total)
+            except BaseException as exc:  # a job cancelled: stop usearch, raise it below
+                stopped.append(exc)
+                return False
         return True
 
-    if count:
-        index.add(packed.row_ids.astype(np.uint64), packed.matrix, threads=0, progress=added)
+    try:
+        if count:
+            index.add(packed.row_ids.astype(np.uint64), packed.matrix, threads=0, progress=added)
+    except RuntimeError:  # usearch's "Operation has been terminated", when added() said stop
+        if not stopped:
+            raise
+    if stopped:
+        raise stopped[0]
     del packed
     slot = slot_of(directory, field)
     with tempfile.TemporaryDirectory(dir=settings.FILE_UPLOAD_TEMP_DIR) as scratch:
@@ -115,16 +127,13 @@ def _build_one(directory, field, dim, watermark, total, progress):
     return count
 
 
-def build(directory, field, progress=None):
-    """Build (or rebuild) the indexes of ``field`` under ``directory``, one per
-    vector length found; return ``{dim: count}``. NotFound when no item under
-    ``directory`` has a vector in ``metadata[field]``."""
-    progress = progress or (lambda stage, done, total: None)
-    watermark = exact.watermark()
-    slot = slot_of(directory, field)
+def sizes(directory, field, watermark=None):
+    """``{dim: count}``: how many vectors of each length ``field`` has under
+    ``directory`` (up to ``watermark``); NotFound when there are none."""
     counts = {}
     for dim in Vector.objects.filter(field=field).order_by("dim").values_list("dim", flat=True).distinct():
-        count = exact.rows_under(field, dim, directory).filter(id__lte=watermark).count()
+        rows = exact.rows_under(field, dim, directory)
+        count = (rows if watermark is None else rows.filter(id__lte=watermark)).count()
         if count:
             counts[dim] = count
     if not counts:
@@ -133,6 +142,18 @@ def build(directory, field, progress=None):
             "(a non-empty list of numbers); POST some first.",
             code="no_vectors",
         )
+    return counts
+
+
+def build(directory, field, progress=None):
+    """Build (or rebuild) the indexes of ``field`` under ``directory``, one per
+    vector length found; return ``{dim: count}``. NotFound when no item under
+    ``directory`` has a vector in ``metadata[field]``. ``progress(stage, done,
+    total)`` is called as each length's vectors are read, then indexed."""
+    progress = progress or (lambda stage, done, total: None)
+    watermark = exact.watermark()
+    slot = slot_of(directory, field)
+    counts = sizes(directory, field, watermark)
     built = {}
     for dim, total in sorted(counts.items()):
         built[dim] = _build_one(directory, field, dim, watermark, total, progress)

@@ -138,10 +138,46 @@ def search(body, directory):
     return 200, results
 
 
-@verb("_create_index")
-def create_index(body, directory):
-    _, by = _similar(body, INDEX_FIELDS, '{"similar": {"by": "vec"}}')
-    built = ann.build(directory, by)
+# Vectors read and indexed per second by _create_index on a 2-core machine
+# (benchmarks/README.md): how long a build will take, to decide whether it
+# must run as a job (jobs.verbs).
+INDEX_RATE = 2000
+
+
+def _index_field(body):
+    return _similar(body, INDEX_FIELDS, '{"similar": {"by": "vec"}}')[1]
+
+
+def plan_index(body, directory):
+    """Check a _create_index body; the seconds the build will take (NotFound without vectors)."""
+    return sum(ann.sizes(directory, _index_field(body)).values()) / INDEX_RATE
+
+
+def _overall(progress, total):
+    """ann.build's progress by stage and vector length as one ``(done, total)``:
+    each vector counts once read and once indexed."""
+    state = {"stage": None, "base": 0, "stage_total": 0, "done": 0}
+
+    def report(stage, done, stage_total):
+        if stage != state["stage"] or done < state["done"]:
+            if state["stage"] is not None:
+                state["base"] += state["stage_total"]
+            state["stage"], state["stage_total"] = stage, stage_total
+        state["done"] = done
+        progress(state["base"] + done, total)
+
+    return report
+
+
+@verb("_create_index", plan=plan_index)
+def create_index(body, directory, progress=None):
+    by = _index_field(body)
+    report = None
+    if progress is not None:
+        total = 2 * sum(ann.sizes(directory, by).values())
+        progress(0, total)
+        report = _overall(progress, total)
+    built = ann.build(directory, by, progress=report)
     return 201, {
         "indexed": sum(built.values()),
         "dir": directory,

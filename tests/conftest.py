@@ -117,7 +117,8 @@ def run_gunicorn(env, workers, tmp_path=None):
     """Start istore under gunicorn with ``env`` over the test's environment; ``(base URL, master
     process, its environment)``. Stop it with ``stop_gunicorn``."""
     env = {**os.environ, "DJANGO_DEBUG": "false", "SECRET_KEY": "faults-" + "x" * 44,
-           "ISTORE_ALLOW_ANONYMOUS_WRITES": "true", "ISTORE_ACCESS_LOG": "/dev/null", **env}
+           "ISTORE_ALLOW_ANONYMOUS_WRITES": "true", "ISTORE_ACCESS_LOG": "/dev/null",
+           "ISTORE_JOBS_WORKERS": "0", **env}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     manage("migrate", "-v0", env=env)
     port = free_port()

@@ -17,7 +17,7 @@ DOCS = sorted((ROOT / "docs").glob("*.md"))
 PAGES = [ROOT / "README.md", *DOCS]
 API = (ROOT / "docs" / "api.md").read_text()
 ALL_DOCS = "\n".join(page.read_text() for page in DOCS)
-SOURCES = [path for package in ("objects", "processing", "search", "recognition") for path in (ROOT / package).rglob("*.py")]
+SOURCES = [path for package in ("objects", "processing", "search", "recognition", "jobs") for path in (ROOT / package).rglob("*.py")]
 # Error codes as the code writes them: ApiError(code=...), class attributes, and error(status, code, ...).
 CODE_PATTERNS = (r'\bcode="([a-z_]+)"', r'^\s+code = "([a-z_]+)"', r'status, code = \d+, "([a-z_]+)"',
                  r'\berror\(\d{3}, "([a-z_]+)"')

@@ -1,5 +1,6 @@
 """http sources through the API: fetch, cache, revalidation, limits, errors (§4, §6)."""
 import time
+from email.utils import formatdate
 
 import pytest
 
@@ -82,6 +83,18 @@ def test_last_modified_alone_gives_heuristic_freshness(api, origin):
     api.get(key)
     assert content(api.get(key)) == PAYLOAD
     assert origin.statuses("/static.bin") == [200], "a static file an hour old is fresh for six minutes"
+
+
+def test_304_of_a_last_modified_only_source_renews_its_heuristic_freshness(api, origin):
+    last_modified = time.time() - 3600
+    url = origin.add("/lm-only.bin", PAYLOAD, last_modified=last_modified,
+                     headers={"Date": formatdate(time.time() - 1000, usegmt=True)})  # fresh until 740 s ago
+    key = register(api, f"/src/{url}")
+    api.get(key)
+    origin.add("/lm-only.bin", PAYLOAD, last_modified=last_modified)  # answers with today's Date
+    api.get(key)  # revalidated: 304
+    assert content(api.get(key)) == PAYLOAD
+    assert origin.statuses("/lm-only.bin") == [200, 304], "after the 304 the copy is fresh for a tenth of its age again"
 
 
 def test_changed_source_is_fetched_again(api, origin):

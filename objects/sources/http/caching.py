@@ -24,6 +24,7 @@ BODY = "srcbody:"
 FRESH = "srcfresh:"  # (body token, fresh until): what Resolver.fingerprint reads
 TOKEN_TAG = "t:"
 SYNTHETIC_ETAG = 'W/"istore-lm-'
+HEURISTIC_MARK = "X-Istore-Heuristic"  # kept beside an Expires that _LastModifiedValidator wrote
 
 
 class _SourceStore(SeparateBodyBaseCache):
@@ -116,10 +117,23 @@ class _LastModifiedValidator(LastModified):
     def update_headers(self, response):
         headers = response.headers
         updated = super().update_headers(response)
+        if updated:
+            updated[HEURISTIC_MARK] = "1"
         if "etag" not in headers and "last-modified" in headers:
             tag = digest(headers["last-modified"], headers.get("content-length", ""))
             updated["ETag"] = f'{SYNTHETIC_ETAG}{tag}"'
         return updated
+
+    def renew(self, cached, answer):
+        """Count the heuristic freshness of ``cached`` again from the Date of ``answer``, the
+        304 just merged into it (an Expires the heuristic wrote would otherwise stay in the
+        past, and the copy be revalidated on every read). True when ``cached`` changed."""
+        headers = cached.headers
+        ours = headers.pop(HEURISTIC_MARK, None) is not None
+        if ours and "expires" not in answer.headers:
+            headers.pop("expires", None)
+        self.apply(cached)
+        return ours or HEURISTIC_MARK in headers
 
     def warning(self, response):
         return None

@@ -145,6 +145,9 @@ class HttpResolver(Resolver):
                         f"The source answered {status} {response.reason}: {url}."))
                 if status == 304 and headers:
                     updated = controller.update_cached_response(request, response.raw)
+                    if _HEURISTIC.renew(updated, response.raw):
+                        store.extra_life = stale.window(updated.headers)
+                        controller.cache_response(request, updated, body=None)
                     handle = store.take()
                     if handle is None:  # evicted meanwhile: fetch the whole body
                         return self._fetch(cache, request, cache_key, url, until, conditional=False, held=held)

@@ -94,6 +94,8 @@ class UnavailableCache(DerivativesMixin, BaseCache):
     def get_value(self, key, default=None):
         return default
 
+    peek_value = get_value
+
     def get_file(self, key):
         return None, None
 

@@ -81,6 +81,10 @@ class SharedCache(FollowingMixin, DerivativesMixin, BaseCache):
             # diskcache writes the access time (LRU) in the same transaction;
             # a full or read-only disk refuses that: read without it.
             self._fault("record an access", exc)
+        return self._peek(key, read)
+
+    def _peek(self, key, read=False):
+        """``(value, tag)`` read without recording the access (one SELECT, no write transaction)."""
         try:
             db_key, raw = self.disk.disk.put(key)
             rows = self.disk._sql(_PLAIN_SELECT, (db_key, raw, time.time())).fetchall()
@@ -94,6 +98,12 @@ class SharedCache(FollowingMixin, DerivativesMixin, BaseCache):
 
     def get_value(self, key, default=None):
         value, _ = self._get(key)
+        return default if value is None else value
+
+    def peek_value(self, key, default=None):
+        """``get_value`` without recording the access for least-recently-used eviction: a read,
+        not a write transaction, for small notes read on every request (``srcfresh:``)."""
+        value, _ = self._peek(key)
         return default if value is None else value
 
     def get_file(self, key):

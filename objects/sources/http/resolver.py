@@ -80,7 +80,7 @@ class HttpResolver(Resolver):
         """``("http", token)`` of the cached copy of ``url`` while it is fresh (the bytes
         ``open`` gives until then), else None: missing, or due for revalidation."""
         try:
-            entry = shared_cache.get_cache().get_value(FRESH + _cache_key(url))
+            entry = shared_cache.get_cache().peek_value(FRESH + _cache_key(url))
         except BadRequest:
             return None
         if not (isinstance(entry, tuple) and len(entry) == 2) or time.time() >= entry[1]:
@@ -121,7 +121,7 @@ class HttpResolver(Resolver):
             if handle is None:
                 return None
             cache_key = CacheController.cache_url(request.url)
-            if cache.get_value(FRESH + cache_key) is None:  # evicted, or stored before istore noted it
+            if cache.peek_value(FRESH + cache_key) is None:  # evicted, or stored before istore noted it
                 _remember(cache, cache_key, store.token, response.headers)
             return self._body(url, response.headers, handle, store.last_path, store.token)
         finally:

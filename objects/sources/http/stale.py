@@ -63,4 +63,4 @@ def note_failure(cache, cache_key):
 
 
 def recently_failed(cache, cache_key):
-    return cache.get_value(FAILED + cache_key) is True
+    return cache.peek_value(FAILED + cache_key) is True

@@ -29,6 +29,7 @@ from .following import FollowingMixin
 
 STALE_TMP_SECONDS = 3600  # prune_cache removes temporary files older than this
 _LRU_SELECT = diskcache.core.EVICTION_POLICY["least-recently-used"]["cull"].format(fields="key", now=0)
+_PRESENT_SELECT = "SELECT 1 FROM Cache WHERE key = ? AND raw = ? AND (expire_time IS NULL OR expire_time > ?)"
 _PLAIN_SELECT = ("SELECT tag, mode, filename, value FROM Cache WHERE key = ? AND raw = ?"
                  " AND (expire_time IS NULL OR expire_time > ?)")
 
@@ -74,7 +75,10 @@ class SharedCache(FollowingMixin, DerivativesMixin, BaseCache):
     # -- reading -------------------------------------------------------------------------------------
 
     def _get(self, key, read=False):
-        """``(value, tag)``, ``(None, None)`` when absent."""
+        """``(value, tag)``, ``(None, None)`` when absent. A miss costs one SELECT: diskcache's
+        own get opens a write transaction first, to record the access a hit would be."""
+        if not self._present(key):
+            return None, None
         try:
             return self.disk.get(key, read=read, tag=True, retry=True)
         except CACHE_ERRORS as exc:
@@ -82,6 +86,14 @@ class SharedCache(FollowingMixin, DerivativesMixin, BaseCache):
             # a full or read-only disk refuses that: read without it.
             self._fault("record an access", exc)
         return self._peek(key, read)
+
+    def _present(self, key):
+        """False when ``key`` has no live entry (True when that cannot be told: ``_get`` then asks diskcache)."""
+        try:
+            db_key, raw = self.disk.disk.put(key)
+            return bool(self.disk._sql(_PRESENT_SELECT, (db_key, raw, time.time())).fetchall())
+        except CACHE_ERRORS:
+            return True
 
     def _peek(self, key, read=False):
         """``(value, tag)`` read without recording the access (one SELECT, no write transaction)."""

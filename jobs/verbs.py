@@ -54,7 +54,11 @@ def accepted(job, applied):
 def respond(request, name, body, directory, owner):
     """Run the verb ``name`` in the request, or as a job (the rules above); the response."""
     preferences = prefer.parse(request.META.get("HTTP_PREFER", ""))
-    seconds = verbs.PLANS[name](body, directory)
+    plan = verbs.PLANS[name]
+    if preferences.respond_async or not getattr(plan, "only_when_asked", False):
+        seconds = plan(body, directory)
+    else:
+        seconds = 0
     if not preferences.respond_async and seconds <= settings.ISTORE_JOBS_SYNC_SECONDS:
         status, data = verbs.VERBS[name](body, directory)
         return json_response(data, status=status)

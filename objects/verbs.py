@@ -36,6 +36,14 @@ def verb(name, plan=None):
     return register
 
 
+def only_when_asked(plan):
+    """Mark a verb's plan as one whose verb never becomes a job by itself, only when
+    asked with ``Prefer: respond-async`` (the plan then checks the body first); without
+    the header the verb runs at once, its plan not called."""
+    plan.only_when_asked = True
+    return plan
+
+
 def read_json_body(request):
     body = jsontext.loads(request.body or b"", "The body (a JSON object)")
     if not isinstance(body, dict):

@@ -10,7 +10,7 @@ The similarity verbs of §8: ``POST {dir}/_search`` and ``{dir}/_create_index``.
 the app that computes them.
 """
 from objects.models import Item, hash_key
-from objects.verbs import verb
+from objects.verbs import only_when_asked, verb
 from objects import keys as object_keys
 
 from . import ann, spaces
@@ -124,12 +124,25 @@ def _query_vector(similar, by, has_vector):
     return unpack(bytes(blob), dim).astype("float64")
 
 
-@verb("_search")
-def search(body, directory):
+def _search_request(body):
+    """``(by, limit, max_distance, dim, rows)`` of a _search body; InvalidSearch when bad."""
     similar, by = _similar(body, SEARCH_FIELDS, EXAMPLE)
     limit = _limit(similar)
     max_distance = _max_distance(similar)
-    dim, rows = query_rows(similar, by)
+    return (by, limit, max_distance, *query_rows(similar, by))
+
+
+@only_when_asked
+def plan_search(body, directory):
+    """Check a _search body. A search answers within a request (an index, or an exact scan at
+    tens of millions of numbers a second), so it runs as a job only when asked to."""
+    _search_request(body)
+    return 0
+
+
+@verb("_search", plan=plan_search)
+def search(body, directory, progress=None):
+    by, limit, max_distance, dim, rows = _search_request(body)
     results = []
     for item, distance in ann.search(directory, by, dim, rows, limit, max_distance):
         data = item.as_dict()

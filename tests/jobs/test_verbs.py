@@ -53,3 +53,20 @@ def test_duplicates_as_a_job_groups_as_the_verb_does(jobs_api, pictures, run_job
 def test_duplicates_checks_its_body_before_making_a_job(jobs_api):
     response = start(jobs_api, "/album/", "_duplicates", {"by": "_nope"})
     assert response.status_code == 400 and json.loads(response.content)["error"] == "invalid_duplicates"
+
+
+def test_search_runs_as_a_job_when_asked(jobs_api, run_jobs):
+    for name, vector in {"a": [1, 0], "b": [0, 1], "c": [-0.1, -0.1]}.items():
+        assert jobs_api.post(f"/s/{name}", {"vec": vector}).status_code == 201
+    query = {"similar": {"vector": [0.5, 0.8], "by": "vec"}}
+    synchronous = jobs_api.verb("/s/", "_search", query)
+    assert synchronous.status_code == 200, "without the header a search answers at once"
+    job = job_of(start(jobs_api, "/s/", "_search", query))
+    run_jobs()
+    data = read_job(jobs_api, job)
+    assert data["state"] == "done" and data["result"] == json.loads(synchronous.content), data
+
+
+def test_search_checks_its_body_before_making_a_job(jobs_api):
+    response = start(jobs_api, "/s/", "_search", {"similar": {"to": "/s/none", "by": "vec"}})
+    assert response.status_code == 400 and json.loads(response.content)["error"] == "unknown_to"

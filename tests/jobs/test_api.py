@@ -167,3 +167,11 @@ def test_a_job_needs_credentials(alice_job, settings):
     assert api.client.get(f"/_jobs/{job}", HTTP_AUTHORIZATION="Token wrong").status_code == 401
     settings.ISTORE_ALLOW_ANONYMOUS_WRITES = True
     assert api.client.get(f"/_jobs/{job}").status_code == 404, "an anonymous writer sees only anonymous jobs"
+
+
+def test_the_admin_lists_jobs_and_cancels_them(jobs_api, indexed_dir, admin_client):
+    job = job_of(start(jobs_api, indexed_dir, "_create_index", INDEX))
+    page = admin_client.get("/_admin/jobs/job/")
+    assert page.status_code == 200 and job.encode() in page.content, "the job is listed in the admin"
+    admin_client.post("/_admin/jobs/job/", {"action": "cancel", "_selected_action": [job]})
+    assert read_job(jobs_api, job)["state"] == "cancelled", "the admin's cancel action cancels the job"

@@ -23,9 +23,11 @@ migrate: venv
 	@$(DEV) $(BIN)/python manage.py migrate --noinput -v 0
 
 # Local development: SQLite and local disk under ./var, anonymous writes from
-# loopback clients only, the S3 protocol on 127.0.0.1:9000.
+# loopback clients only, the S3 protocol on 127.0.0.1:9000, features of every
+# picture computed in the background.
 run: migrate
 	$(DEV) ISTORE_ALLOW_ANONYMOUS_WRITES=$${ISTORE_ALLOW_ANONYMOUS_WRITES:-true} \
+	ISTORE_FEATURES=$${ISTORE_FEATURES:-true} \
 	ISTORE_S3_BIND=$${ISTORE_S3_BIND-127.0.0.1:9000} \
 	$(BIN)/gunicorn istore_site.wsgi --config gunicorn.conf.py --bind $(ADDRESS):$(PORT) --reload
 

@@ -301,6 +301,10 @@ ISTORE_SEARCH_CONNECTIVITY = env_int("ISTORE_SEARCH_CONNECTIVITY", 16)
 ISTORE_SEARCH_EXPANSION_ADD = env_int("ISTORE_SEARCH_EXPANSION_ADD", 128)
 ISTORE_SEARCH_INDEX_DTYPE = os.environ.get("ISTORE_SEARCH_INDEX_DTYPE", "f32")
 
+# Recognition (recognition/): compute the built-in features of every picture
+# that is written, in the background, as jobs. `make run` turns it on.
+ISTORE_FEATURES = env_bool("ISTORE_FEATURES", False)
+
 # The image proxy (processing/, objects/signing.py, sources/http/): animated
 # images, format negotiation, signed URLs, stale-if-error. See docs/processing.md.
 ISTORE_MAX_ANIMATION_PIXELS = env_int("ISTORE_MAX_ANIMATION_PIXELS", 500_000_000)

@@ -17,7 +17,7 @@ class RecognitionConfig(AppConfig):
 
         # Register the built-in features with search (so _search and
         # _create_index take them by name), the _duplicates verb, _features
-        # in ?meta=1 and the receivers that keep features current.
-        from . import background, builtins, meta, receivers, verbs  # noqa: F401
+        # in ?meta=1, the receivers that keep features current and their job.
+        from . import background, builtins, meta, receivers, tasks, verbs  # noqa: F401
 
         builtins.register()

@@ -13,12 +13,17 @@ from urllib.parse import urlencode
 
 import numpy as np
 
+from django.conf import settings
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from jobs import queue
+from jobs import views as jobs_views
+from jobs.models import Job
 from objects import keys
 from objects.admin import browse, extensions
 from objects.admin.views import _context, folder_url, item_url
@@ -60,8 +65,9 @@ def _rows(item_keys, prefix):
 
 
 def _parse(data):
-    """``(prefix, by, max_distance)`` from the page's query string, checked as
-    ``_duplicates`` checks its body; ApiError says what is wrong."""
+    """``(prefix, body, by, max_distance)`` from the page's query string: the
+    folder, and the ``_duplicates`` body it asks for, checked and read as the
+    verb reads it (ApiError)."""
     prefix = data.get("dir") or "/"
     prefix = keys.validate_key(prefix if prefix.endswith("/") else prefix + "/")
     body = {"by": data.get("by") or store.PDQ}
@@ -71,17 +77,35 @@ def _parse(data):
             body["max_distance"] = float(text)
         except ValueError:
             body["max_distance"] = text  # refused by parse, with its message
-    return (prefix, *verbs.parse(body))
+    return (prefix, body, *verbs.parse(body))
+
+
+def _groups_of_job(request, job_id):
+    """``(job, groups, error)`` of a ``_duplicates`` job the page started."""
+    job = jobs_views.find(job_id, request.user)
+    if job.state == Job.DONE:
+        return job, job.result["groups"], None
+    if job.state in (Job.FAILED, Job.CANCELLED):
+        return job, [], f"The comparison {job.state}: {(job.error or {}).get('detail', '')}"
+    return job, [], None
 
 
 def duplicates_page(model_admin, request):
-    """The near-duplicate groups of a folder, as ``_duplicates`` answers them, with thumbnails."""
+    """The near-duplicate groups of a folder, as ``_duplicates`` answers them,
+    with thumbnails. A folder too large to compare within a request is
+    compared by a ``_duplicates`` job; the page follows it until it is done."""
     if not can_browse(request):
         raise PermissionDenied
-    prefix, by, max_distance, error, groups = "/", store.PDQ, None, None, []
+    prefix, by, max_distance, error, groups, job = "/", store.PDQ, None, None, [], None
     try:
-        prefix, by, max_distance = _parse(request.GET)
-        groups = duplicates.find_groups(prefix, by, max_distance)
+        prefix, body, by, max_distance = _parse(request.GET)
+        if request.GET.get("job"):
+            job, groups, error = _groups_of_job(request, request.GET["job"])
+        elif verbs.plan_duplicates(body, prefix) > settings.ISTORE_JOBS_SYNC_SECONDS:
+            job = queue.enqueue("_duplicates", {"dir": prefix, "body": body}, owner=request.user)
+            return redirect(duplicates_url(prefix, by=by, max_distance=request.GET.get("max_distance"), job=job.id))
+        else:
+            groups = duplicates.find_groups(prefix, by, max_distance)
     except ApiError as exc:
         error = exc.detail
     shown = [
@@ -105,6 +129,8 @@ def duplicates_page(model_admin, request):
         more_groups=len(groups) > MAX_GROUPS,
         max_groups=MAX_GROUPS,
         error=error,
+        job=job,
+        running=job is not None and job.state in Job.UNFINISHED,
     )
     return TemplateResponse(request, "admin/recognition/duplicates.html", context)
 

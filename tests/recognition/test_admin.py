@@ -111,3 +111,18 @@ def test_find_by_label_ignores_case_and_stays_in_the_folder(admin_client, api, a
 def test_a_tag_links_to_its_find(admin_client, album):
     page = item_page(admin_client, "/album/cat.jpg").content.decode()
     assert 'q=_labels%3Dcat' in page, "the cat tag links to the folder's find"
+
+
+@pytest.mark.django_db(transaction=True)  # the job worker's threads see the data
+def test_a_large_folder_is_compared_by_a_job_the_page_follows(admin_client, album, settings):
+    settings.ISTORE_JOBS_HEARTBEAT = 0.05
+    settings.ISTORE_JOBS_SYNC_SECONDS = 0  # any folder is "too large" for a request
+    started = admin_client.get(DUPLICATES + "?dir=/album/")
+    assert started.status_code == 302 and "job=" in started.url, "the page starts a _duplicates job"
+    waiting = admin_client.get(started.url)
+    assert waiting.context["running"] and b'http-equiv="refresh"' in waiting.content, "it reloads while the job runs"
+    call_command("jobs_worker", "--batch", verbosity=0)
+    done = admin_client.get(started.url)
+    assert not done.context["running"] and done.context["error"] is None, done.context["error"]
+    assert group_keys(done) == [["/album/cat-mirror.jpg", "/album/cat-small.jpg", "/album/cat.jpg"],
+                                ["/album/cup-bright.jpg", "/album/cup.jpg"]]

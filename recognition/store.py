@@ -77,11 +77,17 @@ def searchable(found):
     return rows
 
 
+def _version_text(source_version):
+    """A source version as the text column keeps it: opaque, NUL-free (PostgreSQL's
+    text refuses NUL; a file source's version has one), at most 300 characters."""
+    return source_version.replace("\0", "\\0")[:300]
+
+
 def save(item, found, source_version):
     """Store ``found`` (extract.Features) for ``item``; False when the item is gone."""
     values = {
         "version": processing_features.VERSION,
-        "source_version": source_version[:300],
+        "source_version": _version_text(source_version),
         "error": "",
         "phash": bytes.fromhex(found.phash),
         "phash_mirror": bytes.fromhex(found.phash_mirror),
@@ -95,7 +101,7 @@ def save(item, found, source_version):
 
 def save_failure(item, error, source_version=""):
     """Record why ``item`` has no features (so it is not tried again until it changes)."""
-    values = {"version": processing_features.VERSION, "source_version": source_version[:300], "error": error,
+    values = {"version": processing_features.VERSION, "source_version": _version_text(source_version), "error": error,
               "phash": None, "phash_mirror": None, "pdq": None, "pdq_mirror": None, "pdq_quality": None,
               "labels": []}
     return _store(item, values, {})

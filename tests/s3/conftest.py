@@ -80,7 +80,8 @@ def s3_server(tmp_path_factory):
     port, s3_port = free_port(), free_port()
     env = {**os.environ, "DJANGO_DEBUG": "false", "SECRET_KEY": "s3-tests-" + "x" * 44,
            "ISTORE_DATA_DIR": str(data_dir), "DATABASE_URL": database_url, "ISTORE_ACCESS_LOG": "/dev/null",
-           "ISTORE_S3_BIND": f"127.0.0.1:{s3_port}", "ISTORE_ALLOW_ANONYMOUS_WRITES": "false"}
+           "ISTORE_S3_BIND": f"127.0.0.1:{s3_port}", "ISTORE_ALLOW_ANONYMOUS_WRITES": "false",
+           "ISTORE_FEATURES": "true"}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     master = None
     try:

@@ -9,4 +9,4 @@ class ObjectsConfig(AppConfig):
     def ready(self):
         # Connects the cache's receivers of objects.signals (deleted keys drop
         # their cached derivatives) in every process, not only web workers.
-        from . import cache, expand  # noqa: F401  (expand registers the _expand verb)
+        from . import bulk, cache, expand  # noqa: F401  (bulk and expand register their verbs)

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import connections, models, router
 from django.db.models import sql
 from django.db.models.constants import OnConflict
+from django.utils import timezone
 
 from . import keys
 from .digests import sha256_hex
@@ -96,6 +97,63 @@ class ItemManager(models.Manager):
         item._state.adding, item._state.db = False, db
         return True
 
+    def insert_many(self, items):
+        """INSERT the ``items`` whose keys no item has, 500 rows a statement;
+        the set of key hashes inserted (those items get their ``id``).
+
+        ``insert_new`` for many: a key a concurrent writer created is skipped,
+        not an error. The statement is written here rather than compiled by the
+        ORM, which spends more time preparing each value than the database
+        spends storing it (``_bulk`` inserts tens of thousands a second).
+        """
+        items = list(items)
+        if not items:
+            return set()
+        db = router.db_for_write(self.model)
+        connection_ = connections[db]
+        fields = [f for f in self.model._meta.concrete_fields if not f.primary_key]
+        prepared = [(field.attname, _preparer(field, connection_)) for field in fields]
+        quote = connection_.ops.quote_name
+        head = (f"INSERT INTO {quote(self.model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+                "VALUES ")
+        row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+        tail = f" ON CONFLICT DO NOTHING RETURNING {quote('id')}, {quote('key_hash')}"
+        by_hash = {item.key_hash: item for item in items}
+        now = timezone.now()
+        inserted = set()
+        with connection_.cursor() as cursor:
+            for start in range(0, len(items), 500):
+                chunk = items[start : start + 500]
+                params = []
+                for item in chunk:
+                    item.created = item.updated = now
+                    params += [prepare(getattr(item, attname)) for attname, prepare in prepared]
+                cursor.execute(head + ", ".join([row] * len(chunk)) + tail, params)
+                for pk, key_hash in cursor.fetchall():
+                    item = by_hash[key_hash]
+                    item.pk = pk
+                    item._state.adding, item._state.db = False, db
+                    inserted.add(key_hash)
+        return inserted
+
+    def update_many(self, items, attnames):
+        """UPDATE the columns ``attnames`` of ``items`` (saved rows), one
+        statement executed many times (pipelined by psycopg): ``bulk_update``
+        builds a CASE expression per column and row, several times slower."""
+        items = list(items)
+        if not items:
+            return
+        db = router.db_for_write(self.model)
+        connection_ = connections[db]
+        fields = [self.model._meta.get_field(name) for name in attnames]
+        quote = connection_.ops.quote_name
+        statement = (f"UPDATE {quote(self.model._meta.db_table)} SET "
+                     f"{', '.join(quote(field.column) + ' = %s' for field in fields)} WHERE {quote('id')} = %s")
+        prepared = [(field.attname, _preparer(field, connection_)) for field in fields]
+        with connection_.cursor() as cursor:
+            cursor.executemany(statement, [[prepare(getattr(item, attname)) for attname, prepare in prepared]
+                                           + [item.pk] for item in items])
+
     def _select_by_key(self, db, name, columns, key, for_update=False):
         connection_ = connections[db]
         sql = self.__dict__.get(name)
@@ -141,6 +199,13 @@ def _fetch_one(connection_, sql, params):
     with connection_.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchone()
+
+
+def _preparer(field, connection_):
+    """The function that turns a value of ``field`` into a query parameter (text as it is)."""
+    if isinstance(field, (models.CharField, models.TextField)):
+        return lambda value: value
+    return lambda value: field.get_db_prep_save(value, connection_)
 
 
 def _chain(steps, field, connection_):

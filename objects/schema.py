@@ -256,8 +256,7 @@ def _verb_path(verb):
                                     "Running as a job (asked for, or too long for a request); poll Location."),
                             "headers": {"Location": {"schema": {"type": "string"}, "description": "/_jobs/{id}"}}}
     return {
-        "parameters": [{**_key_parameter(), "name": "dir",
-                        "description": "The directory the verb works on (ends with '/'; '' is the root)."}],
+        "parameters": [_dir_parameter()],
         "post": {
             "operationId": verb.lstrip("_"),
             "summary": summary,
@@ -271,6 +270,32 @@ def _verb_path(verb):
             "responses": {status: _json(result, "Done."), **responses, **_errors(*errors, "405")},
         },
     }
+
+
+def _dir_parameter(description="The directory the verb works on (ends with '/'; '' is the root)."):
+    return {**_key_parameter(), "name": "dir", "description": description}
+
+
+def _bulk_path(verb):
+    return {
+        "parameters": [_dir_parameter("The directory the lines write under (ends with '/'; '' is the root).")],
+        "post": {
+            "operationId": "bulk",
+            "summary": "Many writes in one request: one JSON object a line (docs/pipelines.md).",
+            "description": "NDJSON, read as a stream: {\"key\": K, \"metadata\": {...}} merges, with "
+                           "\"replace\": true replaces, {\"key\": K, \"delete\": true} deletes. K is relative "
+                           "to dir or absolute inside it. A bad line fails alone (errors, lines from 1); every line "
+                           "counted is durable when the answer is sent.",
+            "security": [{"token": []}],
+            "requestBody": {"required": True, "content": {
+                "application/x-ndjson": {"schema": {"$ref": "#/components/schemas/BulkLine"}}}},
+            "responses": {"200": _json("#/components/schemas/BulkResult", "Done; failed lines in errors."),
+                          **_errors("401", "405")},
+        },
+    }
+
+
+SPECIAL_VERB_PATHS = {"_bulk": _bulk_path}
 
 
 def _components():
@@ -339,6 +364,15 @@ def _components():
             "CreateIndexRequest": {"type": "object", "required": ["similar"], "properties": {"similar": {
                 "type": "object", "required": ["by"], "properties": {"by": {"type": "string"}}}}},
             "CreateIndexResult": {"type": "object"},
+            "BulkLine": {"type": "object", "required": ["key"], "additionalProperties": False, "properties": {
+                "key": {"type": "string"}, "metadata": {"type": "object"},
+                "replace": {"type": "boolean"}, "delete": {"type": "boolean"}}},
+            "BulkResult": {"type": "object", "required": ["created", "updated", "deleted", "errors"], "properties": {
+                "created": {"type": "integer"}, "updated": {"type": "integer"}, "deleted": {"type": "integer"},
+                "errors": {"type": "array", "items": {"type": "object", "required": ["line", "error", "detail"],
+                                                      "properties": {"line": {"type": "integer", "minimum": 1},
+                                                                     "error": {"type": "string"},
+                                                                     "detail": {"type": "string"}}}}}},
             "DuplicatesRequest": {"type": "object", "properties": {
                 "by": {"enum": ["_pdq", "_phash", "_embedding"]},
                 "max_distance": {"type": "number", "minimum": 0, "maximum": 1}}},
@@ -434,7 +468,7 @@ def build():
     }
     paths = {"/{key}": key_path}
     for verb in keys.VERBS:
-        paths["/{dir}" + verb] = _verb_path(verb)
+        paths["/{dir}" + verb] = SPECIAL_VERB_PATHS.get(verb, _verb_path)(verb)
     paths["/_jobs/{id}"] = _job_path()
     paths["/_schema/"] = _service_path("schema", "This description (OpenAPI 3.1, JSON).")
     paths["/_health"] = _service_path("health", "Liveness and a database round trip; 503 when it fails.")

@@ -1,5 +1,6 @@
 """
-Verbs: ``POST {dir}/_expand``, ``{dir}/_search``, ``{dir}/_create_index`` (§8).
+Verbs: ``POST {dir}/_expand``, ``{dir}/_search``, ``{dir}/_create_index``, and
+those that read the request themselves (``_bulk``, ``_changes``).
 
 Verbs read the body as JSON whatever its Content-Type (``curl -d`` labels JSON
 as a form). Each verb is a function ``(body: dict, directory: str) ->
@@ -19,6 +20,9 @@ from .responses import error, json_response
 
 VERBS = {}
 PLANS = {}
+# Verbs that read the request themselves (a streamed body, a query string):
+# name -> (method, function(request, directory) -> response).
+REQUEST_VERBS = {}
 
 
 def verb(name, plan=None):
@@ -44,6 +48,19 @@ def only_when_asked(plan):
     return plan
 
 
+def request_verb(name, method):
+    """Register the decorated ``function(request, directory)`` as the verb
+    ``name``, answering ``method`` only; it checks access itself."""
+    if name not in keys.VERBS:
+        raise ValueError(f"{name!r} is not in objects.keys.VERBS: no request would reach it")
+
+    def register(function):
+        REQUEST_VERBS[name] = (method, function)
+        return function
+
+    return register
+
+
 def read_json_body(request):
     body = jsontext.loads(request.body or b"", "The body (a JSON object)")
     if not isinstance(body, dict):
@@ -52,6 +69,11 @@ def read_json_body(request):
 
 
 def dispatch(request, directory, name):
+    if name in REQUEST_VERBS:
+        method, function = REQUEST_VERBS[name]
+        if request.method != method:
+            return error(405, "method_not_allowed", f"{name} is a verb: use {method}.", headers={"Allow": method})
+        return function(request, directory)
     if request.method != "POST":
         return error(405, "method_not_allowed", f"{name} is a verb: use POST.", headers={"Allow": "POST"})
     writer = access.check(request, write=True)

@@ -11,6 +11,7 @@ creators of one key give exactly one ``created`` and no lost field.
 """
 import copy
 import json
+from dataclasses import dataclass
 
 import json_merge_patch
 from django.conf import settings
@@ -19,7 +20,7 @@ from django.utils import timezone
 
 from . import content as content_store
 from . import jsontext, keyrange, keys, signals, sources
-from .errors import BadRequest, NotFound
+from .errors import ApiError, BadRequest, NotFound
 from .models import Item, hash_key
 
 
@@ -49,8 +50,9 @@ def check_metadata(metadata):
 
 
 def merge_patch(target, patch):
-    """RFC 7396 JSON Merge Patch of ``patch`` onto ``target`` (a new object)."""
-    return json_merge_patch.merge(copy.deepcopy(target), copy.deepcopy(patch))
+    """RFC 7396 JSON Merge Patch of ``patch`` onto ``target`` (a new object;
+    ``target`` is not changed, and ``patch`` never is)."""
+    return json_merge_patch.merge(copy.deepcopy(target), patch)
 
 
 def _locked_item(key):
@@ -154,58 +156,143 @@ def delete_tree(prefix):
     return deleted
 
 
+@dataclass(frozen=True)
+class Write:
+    """One write of a batch: merge ``metadata`` into ``key`` (RFC 7396), or
+    with ``replace`` replace it (None: ``{}``), or with ``delete`` delete the key."""
+
+    key: str
+    metadata: dict | None = None
+    replace: bool = False
+    delete: bool = False
+
+
+def distinct_batches(writes, size):
+    """Lists of at most ``size`` writes whose keys are distinct, in order: a key
+    written again starts a new batch, so each batch can be applied as a set."""
+    batch, seen = [], set()
+    for write_ in writes:
+        if len(batch) >= size or write_.key in seen:
+            yield batch
+            batch, seen = [], set()
+        batch.append(write_)
+        seen.add(write_.key)
+    if batch:
+        yield batch
+
+
+def write_many(batch, *, owner=None):
+    """Apply a batch of ``Write`` with distinct, valid keys in the current
+    transaction (or one of its own); return one outcome per write, in order:
+    ``"created"``, ``"updated"``, ``"deleted"``, or the ApiError that failed
+    that write alone (merged metadata over the size limit, deleting a key
+    that is not registered).
+
+    The rows are locked (PostgreSQL), new keys inserted with ``ON CONFLICT DO
+    NOTHING``, and a key another writer created meanwhile is then updated:
+    the same outcome as N concurrent single writes.
+    """
+    outcomes = [None] * len(batch)
+    now = timezone.now()
+    with transaction.atomic():
+        hashes = [hash_key(write_.key) for write_ in batch]
+        items = _locked_items(hashes)
+        new_items = {}
+        for index, (write_, key_hash) in enumerate(zip(batch, hashes)):
+            if key_hash in items or write_.delete:
+                continue
+            item = Item(metadata={})
+            item.set_key(write_.key)
+            try:
+                _updated(item, write_.metadata, write_.replace, None, owner)
+            except ApiError as exc:
+                outcomes[index] = exc
+                continue
+            new_items[key_hash] = item
+        inserted = Item.objects.insert_many(new_items.values())
+        items.update(_locked_items([key_hash for key_hash in new_items if key_hash not in inserted]))
+        changed, doomed = [], []
+        for index, (write_, key_hash) in enumerate(zip(batch, hashes)):
+            if outcomes[index] is not None:
+                continue
+            if key_hash in inserted:
+                outcomes[index] = "created"
+                continue
+            item = items.get(key_hash)
+            if item is None and not write_.delete:
+                # Created by another writer after our look-up, and deleted again before we could lock it.
+                outcomes[index] = ApiError(f"{write_.key!r} was deleted by another writer while this one "
+                                           "wrote it; send the line again.", status=409, code="write_conflict")
+                continue
+            if write_.delete:
+                if item is None:
+                    outcomes[index] = NotFound(f"No item is registered at {write_.key!r}.", code="no_such_key")
+                else:
+                    doomed.append(item)
+                    outcomes[index] = "deleted"
+                continue
+            try:
+                _updated(item, write_.metadata, write_.replace, None, owner)
+            except ApiError as exc:
+                outcomes[index] = exc
+                continue
+            item.updated = now
+            changed.append(item)
+            outcomes[index] = "updated"
+        if changed:
+            Item.objects.update_many(changed, ["metadata", "owner", "updated"])
+        saved = [new_items[key_hash] for key_hash in inserted] + changed
+        if saved:
+            signals.items_saved.send(sender=Item, items=saved, created_ids={new_items[h].id for h in inserted})
+        if doomed:
+            _delete_items(doomed)
+    return outcomes
+
+
 def upsert_many(entries, *, batch_size=1000, progress=None):
     """Merge metadata into many keys in one transaction: ``[(key, metadata)]``.
 
     Returns ``(created, updated)``. Used by bulk writers such as ``_expand``,
-    which register thousands of keys at once. ``progress(done, total)`` is
-    called after each batch, inside the transaction (an exception it raises
-    rolls the whole call back).
+    which register thousands of keys at once; the first bad entry raises
+    before anything is written. ``progress(done, total)`` is called after
+    each batch, inside the transaction (an exception it raises rolls the
+    whole call back).
     """
-    entries = list(entries)
+    writes = []
     for key, metadata in entries:
         keys.validate_key(key)
         sources.check_scheme(key)
-        check_metadata(metadata)
-    created = updated = 0
-    now = timezone.now()
+        writes.append(Write(key, check_metadata(metadata)))
+    outcomes = []
     with transaction.atomic():
-        for start in range(0, len(entries), batch_size):
-            batch = entries[start : start + batch_size]
-            hashes = [hash_key(key) for key, _ in batch]
-            existing = {
-                item.key_hash: item
-                for item in Item.objects.select_for_update().filter(key_hash__in=hashes)
-            }
-            new_items, changed = [], []
-            for (key, metadata), key_hash in zip(batch, hashes):
-                item = existing.get(key_hash)
-                if item is None:
-                    item = Item(metadata=merge_patch({}, metadata))
-                    item.set_key(key)
-                    new_items.append(item)
-                    existing[key_hash] = item
-                else:
-                    item.metadata = merge_patch(item.metadata, metadata)
-                    item.updated = now
-                    changed.append(item)
-            Item.objects.bulk_create(new_items, batch_size=batch_size)
-            if changed:
-                Item.objects.bulk_update(changed, ["metadata", "updated"], batch_size=batch_size)
-            created += len(new_items)
-            updated += len(changed)
-            saved = new_items + changed
-            if any(item.id is None for item in saved):
-                # Backends without RETURNING on bulk insert: read the ids back.
-                ids = dict(
-                    Item.objects.filter(key_hash__in=[i.key_hash for i in saved]).values_list("key_hash", "id")
-                )
-                for item in saved:
-                    item.id = ids[item.key_hash]
-            signals.items_saved.send(sender=Item, items=saved, created_ids={item.id for item in new_items})
+        for batch in distinct_batches(writes, batch_size):
+            outcomes += write_many(batch)
+            failed = next((outcome for outcome in outcomes if isinstance(outcome, ApiError)), None)
+            if failed is not None:
+                raise failed
             if progress is not None:
-                progress(start + len(batch), len(entries))
-    return created, updated
+                progress(len(outcomes), len(writes))
+    return outcomes.count("created"), outcomes.count("updated")
+
+
+def _locked_items(hashes):
+    """``{key_hash: Item}`` of the items with these key hashes, rows locked (PostgreSQL)."""
+    found = {}
+    for start in range(0, len(hashes), 1000):
+        chunk = hashes[start : start + 1000]
+        found.update((item.key_hash, item) for item in Item.objects.select_for_update().filter(key_hash__in=chunk))
+    return found
+
+
+def _delete_items(items):
+    """Delete ``items`` (rows already locked) in the current transaction; their content and
+    cached answers go after commit."""
+    signals.items_deleting.send(sender=Item, ids=[item.id for item in items])
+    Item.objects.filter(id__in=[item.id for item in items])._raw_delete(Item.objects.db)
+    for item in items:
+        transaction.on_commit(lambda key=item.key: signals.key_forgotten.send(sender=Item, key=key))
+        if item.content_name:
+            transaction.on_commit(lambda name=item.content_name: _forget_content(name))
 
 
 def _forget_content(name):

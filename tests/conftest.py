@@ -113,6 +113,27 @@ def _isolated_storage(settings, tmp_path):
         }
 
 
+@pytest.fixture
+def server_database(tmp_path):
+    """A ``DATABASE_URL`` for servers a test starts: a throwaway PostgreSQL
+    database when the suite runs on PostgreSQL, else a SQLite file of the test's own."""
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith("postgres"):
+        yield f"sqlite:///{tmp_path / 'server.sqlite3'}"
+        return
+    import uuid
+
+    import psycopg
+
+    name = f"istore_server_{uuid.uuid4().hex[:10]}"
+    admin = dict(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+    with psycopg.connect(**admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    yield url.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(**admin, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def run_gunicorn(env, workers, tmp_path=None):
     """Start istore under gunicorn with ``env`` over the test's environment; ``(base URL, master
     process, its environment)``. Stop it with ``stop_gunicorn``."""

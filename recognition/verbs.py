@@ -39,7 +39,7 @@ def parse(body):
 
 # Items compared per second by _duplicates (benchmarks/README.md): how long a
 # call will take, to decide whether it must run as a job (jobs.verbs).
-DUPLICATES_RATE = 5000
+DUPLICATES_RATE = 2000
 
 
 def plan_duplicates(body, directory):

@@ -222,15 +222,20 @@ def prune():
     DBTaskResult.objects.filter(status__in=["SUCCESSFUL", "FAILED"], finished_at__lt=cutoff).delete()
 
 
+def upkeep():
+    """Reclaim the jobs of stopped workers, and forget old finished jobs."""
+    reclaimed = reclaim_stale()
+    if reclaimed:
+        logger.warning("handed %d job(s) of stopped workers to the queue again", reclaimed)
+    prune()
+
+
 def maintain(stop):
-    """The worker's upkeep thread: reclaim and prune every third of a lease until ``stop`` is set."""
+    """The worker's upkeep thread: ``upkeep`` every third of a lease until ``stop`` is set."""
     try:
         while True:
             try:
-                reclaimed = reclaim_stale()
-                if reclaimed:
-                    logger.warning("handed %d job(s) of stopped workers to the queue again", reclaimed)
-                prune()
+                upkeep()
             except DatabaseError:
                 logger.warning("jobs upkeep failed; trying again", exc_info=True)
             if stop.wait(max(settings.ISTORE_JOBS_LEASE / 3, 0.2)):

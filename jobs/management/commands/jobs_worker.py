@@ -42,7 +42,7 @@ class Command(BaseCommand):
                         backend_name="default", startup_delay=False, max_tasks=None,
                         worker_id=running.worker_id(), excluded_queue_names=[])
         if batch:
-            running.reclaim_stale()
+            running.upkeep()
             worker.run()
             return
         stop = threading.Event()

@@ -19,6 +19,7 @@ the ICC profile is.
 """
 import io
 
+import numpy as np
 from django.conf import settings
 from PIL import Image, ImageCms, ImageFilter, UnidentifiedImageError
 
@@ -252,58 +253,50 @@ def cmyk_to_rgb(im):
 STRIP_PIXELS = 4_000_000  # images larger than this are filtered in strips
 
 
-def filtered(im, image_filter, sigma):
-    """``im.filter(image_filter)``, in strips when the image is large.
+def blurred(im, sigma):
+    """A Gaussian blur of ``im``, in strips when the image is large.
 
-    Pillow's filters allocate a second full-size buffer; on a 50-megapixel
-    source that took a worker past 600 MB. A Gaussian blur is cut into strips
-    with no overlap at all (``_blurred_in_strips``). Other filters (the unsharp
-    mask) use strips overlapping by more than the blur's support (box blurs:
-    about 3 sigma), which give the same pixels with a fraction of the memory.
-    They run along the longer side, and each is at least twice as long as its
-    overlap, so the work is at most twice the whole image's and a strip holds
-    at most 4 x (4 sigma + 4) x the shorter side (28 Mpx at sigma 250 on the
-    largest square source).
+    Pillow's filters allocate a second full-size buffer, and on a 50-megapixel
+    source that took a worker past 600 MB. Pillow's Gaussian blur is a
+    horizontal box blur followed by a vertical one; run as two passes, neither
+    needs strips to overlap (a horizontal blur never mixes rows, a vertical
+    one never mixes columns), so a large image costs its output plus two
+    small strips whatever sigma is, with exactly the pixels of one
+    whole-image filter. The second pass works in place.
     """
     width, height = im.size
     if width * height <= STRIP_PIXELS:
-        return im.filter(image_filter)
-    if isinstance(image_filter, ImageFilter.GaussianBlur):
-        return _blurred_in_strips(im, image_filter.radius)
-    across = min(width, height)  # the strips' width
-    along = max(width, height)
-    margin = int(4 * sigma) + 4
-    step = max(64, STRIP_PIXELS // (4 * across), 2 * margin)
-
-    def box(start, end):  # a strip from ``start`` to ``end`` along the longer side
-        return (start, 0, end, height) if width > height else (0, start, width, end)
-
+        return im.filter(ImageFilter.GaussianBlur(sigma))
     out = Image.new(im.mode, im.size)
-    for start in range(0, along, step):
-        end = min(along, start + step)
-        low, high = max(0, start - margin), min(along, end + margin)
-        strip = im.crop(box(low, high)).filter(image_filter)
-        out.paste(strip.crop(box(start - low, end - low)), box(start, end)[:2])
+    for box in _strips(width, height, across=True):
+        out.paste(im.crop(box).filter(ImageFilter.GaussianBlur((sigma, 0))), box[:2])
+    for box in _strips(width, height, across=False):
+        out.paste(out.crop(box).filter(ImageFilter.GaussianBlur((0, sigma))), box[:2])
     return out
 
 
-def _blurred_in_strips(im, radius):
-    # Pillow's Gaussian blur is a horizontal box blur followed by a vertical
-    # one. Run as two passes, neither needs strips to overlap (a horizontal
-    # blur never mixes rows, a vertical one never mixes columns), so the cost
-    # is the output plus two small strips whatever the radius, with exactly
-    # the pixels of one whole-image filter. The second pass works in place.
-    width, height = im.size
-    out = Image.new(im.mode, im.size)
-    rows = max(1, STRIP_PIXELS // (4 * width))
-    for top in range(0, height, rows):
-        box = (0, top, width, min(height, top + rows))
-        out.paste(im.crop(box).filter(ImageFilter.GaussianBlur((radius, 0))), box[:2])
+def sharpened(im, sigma):
+    """An unsharp mask at 100 %, threshold 0: ``2 * im - blurred(im)``, clipped.
+
+    The pixels of Pillow's ``UnsharpMask(sigma, 100, 0)``, which holds a second
+    full-size buffer too; here the difference is taken strip by strip into
+    the blurred image, so the cost is the blur's plus one strip.
+    """
+    out = blurred(im, sigma)
+    for box in _strips(*im.size, across=True):
+        source = np.asarray(im.crop(box), dtype=np.int16)
+        sharp = np.clip(2 * source - np.asarray(out.crop(box), dtype=np.int16), 0, 255).astype(np.uint8)
+        out.paste(Image.fromarray(sharp), box[:2])
+    return out
+
+
+def _strips(width, height, across):
+    """Boxes of about STRIP_PIXELS that tile the image: full rows (``across``) or full columns."""
+    if across:
+        rows = max(1, STRIP_PIXELS // (4 * width))
+        return [(0, top, width, min(height, top + rows)) for top in range(0, height, rows)]
     columns = max(1, STRIP_PIXELS // (4 * height))
-    for left in range(0, width, columns):
-        box = (left, 0, min(width, left + columns), height)
-        out.paste(out.crop(box).filter(ImageFilter.GaussianBlur((0, radius))), box[:2])
-    return out
+    return [(left, 0, min(width, left + columns), height) for left in range(0, width, columns)]
 
 
 def apply_lut(im, lut):

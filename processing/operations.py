@@ -32,7 +32,7 @@ import math
 
 import numpy as np
 from django.conf import settings
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw
 
 from .errors import BadParameter
 from processing import animation, imaging, info
@@ -304,9 +304,9 @@ def invert(im):
 
 # ---------------------------------------------------------------- filters
 
-# Pillow's Gaussian filters are box blurs: their cost does not grow with sigma,
-# but the overlap of the strips of imaging.filtered does. Past a few hundred, a blur has
-# flattened every detail a source of the allowed sizes has.
+# Pillow's Gaussian filters are box blurs: their cost does not grow with sigma.
+# Past a few hundred, a blur has flattened every detail a source of the allowed
+# sizes has.
 SIGMA_MAX = 250
 
 
@@ -314,25 +314,21 @@ def _sigma(**kw):
     return Float("sigma", gt=0, max=SIGMA_MAX, example=1.5, **kw)
 
 
-def _premultiplied(im, image_filter, sigma):
-    # Filter colour weighted by alpha (as Go imaging's blur does), so transparent
+@register("blur", _sigma())
+def blur(im, sigma):
+    # Blur colour weighted by alpha (as Go imaging's blur does), so transparent
     # pixels' hidden colours do not bleed into visible ones.
     im = imaging.pixel_mode(im)
     if im.mode in ("RGBA", "LA"):
-        pre = {"RGBA": "RGBa", "LA": "La"}[im.mode]
-        return imaging.filtered(im.convert(pre), image_filter, sigma).convert(im.mode)
-    return imaging.filtered(im, image_filter, sigma)
-
-
-@register("blur", _sigma())
-def blur(im, sigma):
-    return _premultiplied(im, ImageFilter.GaussianBlur(sigma), sigma)
+        premultiplied = {"RGBA": "RGBa", "LA": "La"}[im.mode]
+        return imaging.blurred(im.convert(premultiplied), sigma).convert(im.mode)
+    return imaging.blurred(im, sigma)
 
 
 @register("sharpen", _sigma(aliases=("sigmoid",)))
 def sharpen(im, sigma):
     # src + (src - blur(src, sigma)): an unsharp mask at 100%, threshold 0.
-    return imaging.filtered(imaging.pixel_mode(im), ImageFilter.UnsharpMask(radius=sigma, percent=100, threshold=0), sigma)
+    return imaging.sharpened(imaging.pixel_mode(im), sigma)
 
 
 # ---------------------------------------------------------------- geometry

@@ -401,17 +401,20 @@ def test_every_image_operation_runs_on_rgba_palette_and_greyscale(tmp_path):
             assert result.content_type == ct and decode(result.data)[0].size[0] > 0, (path, q)
 
 
-@pytest.mark.parametrize("name, sigma", [("blur", 0.5), ("blur", 6), ("blur", 250), ("sharpen", 2)])
-def test_large_images_are_filtered_in_strips_with_the_same_pixels(monkeypatch, name, sigma):
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA"])
+@pytest.mark.parametrize("name, sigma", [("blur", 0.5), ("blur", 6), ("blur", 250), ("sharpen", 2), ("sharpen", 250)])
+def test_large_images_are_filtered_in_strips_with_the_same_pixels(monkeypatch, name, sigma, mode):
     from PIL import ImageFilter
 
     from processing import imaging
 
     rng = np.random.default_rng(3)
-    im = Image.fromarray(rng.integers(0, 255, (300, 200, 3), dtype=np.uint8))
+    im = Image.fromarray(rng.integers(0, 255, (300, 200, 4), dtype=np.uint8)).convert(mode)
     image_filter = (ImageFilter.GaussianBlur(sigma) if name == "blur"
                     else ImageFilter.UnsharpMask(radius=sigma, percent=100, threshold=0))
     whole = np.asarray(im.filter(image_filter))
     monkeypatch.setattr(imaging, "STRIP_PIXELS", 10_000)  # force strips on a small image
-    assert np.array_equal(np.asarray(imaging.filtered(im, image_filter, sigma)), whole), \
+    in_strips = imaging.blurred(im, sigma) if name == "blur" else imaging.sharpened(im, sigma)
+    assert in_strips.mode == mode, f"{name} turned {mode} into {in_strips.mode}"
+    assert np.array_equal(np.asarray(in_strips), whole), \
         "strips must give exactly the whole-image filter's pixels"

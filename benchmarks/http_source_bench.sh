@@ -10,7 +10,9 @@
 #
 # usage: benchmarks/http_source_bench.sh [cached] [cold] [source] [auto]   (default: all four)
 # env:   WRK_D WARM_D RUNS (../shared/bench/lib.sh defaults: 20s 5s 3), WORKERS (istore, 2),
-#        COLD_BLOCK (distinct URLs set aside per cold run, 12000)
+#        COLD_BLOCK (distinct URLs set aside per cold run, 12000),
+#        SYNC=1 (istore on gunicorn's sync workers, one request at a time per process, instead of
+#        its threaded worker); ISTORE_* settings pass through to istore
 # needs: ../shared/bench/setup.sh done (thumbor venv, images in /tmp/anchors/img), wrk, nginx.
 # Scratch in /tmp/istore-proxy-bench (origin files, logs, pid files); every server it starts is
 # stopped by its recorded PID at exit.
@@ -81,6 +83,11 @@ THUMBOR_PIDS="$(cat "$RUN"/thumbor.*.pid | tr '\n' ' ')"
 # -- istore: gunicorn as benchmarks/start_istore.sh starts it, loopback sources allowed ------------
 IPORT=$(free_port)
 IDATA=$S/istore; rm -rf "$IDATA"; mkdir -p "$IDATA"
+WORKER_CLASS=$(cd "$ROOT" && .venv/bin/python -c 'import runpy; print(runpy.run_path("gunicorn.conf.py").get("worker_class", "sync"))' 2>/dev/null || echo '?')
+if [ "${SYNC:-}" = 1 ]; then  # sync needs threads=1 (with more, gunicorn picks gthread itself)
+  export GUNICORN_CMD_ARGS="--worker-class sync --threads 1 ${GUNICORN_CMD_ARGS:-}"
+  WORKER_CLASS=sync
+fi
 ISTORE_ACCESS_LOG= ISTORE_ALLOW_LOOPBACK_SOURCES=true "$ROOT/benchmarks/start_istore.sh" "$IPORT" "$IDATA" >/dev/null
 cp "$IDATA/gunicorn.pid" "$RUN/istore.pid"
 ISTORE=http://127.0.0.1:$IPORT
@@ -96,7 +103,7 @@ fi
 
 echo "== http_source_bench $(date -Is): $(nproc) cpus, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "   origin nginx $ORIGIN, thumbor $T1+$T2 (split), istore $ISTORE (workers ${WORKERS:-2}), commit $(git -C "$ROOT" rev-parse --short HEAD)"
-echo "   gunicorn worker class: $(cd "$ROOT" && .venv/bin/python -c 'import runpy; print(runpy.run_path("gunicorn.conf.py").get("worker_class", "sync"))' 2>/dev/null || echo '?')"
+echo "   gunicorn worker class: $WORKER_CLASS; settings: $(env | grep ^ISTORE_ | grep -v ACCESS_LOG | tr '\n' ' ')"
 tag=$S/logs/$(date +%H%M%S)
 
 median() { python3 "$BENCH/wrkstat.py" "$1" "${@:2}"; }

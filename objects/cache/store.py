@@ -29,6 +29,7 @@ from .following import FollowingMixin
 
 STALE_TMP_SECONDS = 3600  # prune_cache removes temporary files older than this
 _LRU_SELECT = diskcache.core.EVICTION_POLICY["least-recently-used"]["cull"].format(fields="key", now=0)
+_EXPIRED_SELECT = "SELECT 1 FROM Cache WHERE 0 < expire_time AND expire_time < ? LIMIT 1"
 _PRESENT_SELECT = "SELECT 1 FROM Cache WHERE key = ? AND raw = ? AND (expire_time IS NULL OR expire_time > ?)"
 _PLAIN_SELECT = ("SELECT tag, mode, filename, value FROM Cache WHERE key = ? AND raw = ?"
                  " AND (expire_time IS NULL OR expire_time > ?)")
@@ -235,8 +236,8 @@ class SharedCache(FollowingMixin, DerivativesMixin, BaseCache):
             raise CacheUnavailable(f"the cache refused {key!r}: {exc}") from None
         handle = None
         if keep_open:
-            handle, stored_tag = self.get_file(key)
-            if handle is not None and stored_tag != tag:
+            handle, stored_tag = self._peek(key, read=True)  # its access time is that of the write
+            if handle is not None and (stored_tag != tag or not hasattr(handle, "read")):
                 # Another writer replaced it meanwhile (only without a lock).
                 handle.close()
                 handle = None
@@ -289,7 +290,9 @@ class SharedCache(FollowingMixin, DerivativesMixin, BaseCache):
         limit = self.size_limit if limit is None else limit
         count = 0
         try:
-            count += self.disk.expire(retry=True)
+            # diskcache's expire() opens a write transaction even when nothing has expired.
+            if self.disk._sql(_EXPIRED_SELECT, (time.time(),)).fetchall():
+                count += self.disk.expire(retry=True)
             while self.disk.volume() > limit:
                 row = self.disk._sql(_LRU_SELECT, (1,)).fetchone()
                 if row is None:

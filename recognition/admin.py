@@ -12,11 +12,9 @@ of the (otherwise hidden) Features admin.
 from urllib.parse import urlencode
 
 import numpy as np
-
 from django.conf import settings
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -28,7 +26,7 @@ from objects import keys
 from objects.admin import browse, extensions
 from objects.admin.views import _context, folder_url, item_url
 from objects.errors import ApiError
-from objects.models import Item
+from objects.models import Item, hash_key
 from search import ann, spaces
 
 from . import duplicates, store, verbs
@@ -53,7 +51,8 @@ def _rows(item_keys, prefix):
     """Admin rows (thumbnail, link) for the items at ``item_keys``, in that order."""
     found = {}
     for start in range(0, len(item_keys), 500):
-        for item in Item.objects.filter(key__in=item_keys[start : start + 500]):
+        hashes = [hash_key(key) for key in item_keys[start : start + 500]]
+        for item in Item.objects.filter(key_hash__in=hashes):  # the unique index, not a scan of keys
             found[item.key] = item
     rows = []
     for key in item_keys:
@@ -181,7 +180,7 @@ def item_panel(request, item):
 def with_tag(query, value):
     """Items tagged ``value`` (one of their labels, scoring at least TAG_MIN_SCORE)."""
     tagged = Tag.objects.filter(label=value.strip().strip('"').lower()).values("item_id")
-    return query.filter(Q(id__in=tagged))
+    return query.filter(id__in=tagged)
 
 
 extensions.FOLDER_TOOLS.append(folder_tool)

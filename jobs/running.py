@@ -35,6 +35,7 @@ from django.db.models import F
 from django.utils import timezone
 from django_tasks import task
 
+from objects import jsontext
 from objects.errors import ApiError
 
 from . import queue
@@ -84,6 +85,8 @@ def execute(job_id):
     heartbeat.start()
     try:
         status, result = function(job.params, heartbeat.progress)
+        jsontext.check(result, "The job's result")  # what the database cannot store fails the job, not its worker
+        jsontext.dumps(result)
     except queue.Interrupted:
         return _requeue(job)
     except queue.Cancelled:

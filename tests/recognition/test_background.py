@@ -93,14 +93,18 @@ def test_video_frames_registered_by_expand(api, features_on, timer_video):
     assert features_of(api, "/bg/timer.mp4") is None, "a video is not a picture: its frames have features"
 
 
-def test_bulk_upserts(transactional_db, features_on, settings, tmp_path, pictures):
+def test_bulk_writes(api, features_on, settings, tmp_path, pictures):
     settings.ISTORE_FILE_ROOTS = [str(tmp_path)]
     for name in ("cat.jpg", "cup.jpg"):
         (tmp_path / name).write_bytes(pictures[name])
-    writing.upsert_many([(f"/bg/file://{tmp_path}/{name}", {}) for name in ("cat.jpg", "cup.jpg")])
-    assert feature_jobs().count() == 1, "one job for a batch"
+    lines = "".join(json.dumps({"key": f"file://{tmp_path}/{name}", "metadata": {"n": 1}}) + "\n"
+                    for name in ("cat.jpg", "cup.jpg"))
+    response = api.client.post("/bg/_bulk", lines, content_type="application/x-ndjson")
+    assert body(response)["created"] == 2, "both lines written"
+    assert feature_jobs().count() == 1, "one job for the batch"
     run_jobs()
     assert feature_jobs().get().result["computed"] == 2
+    assert features_of(api, f"/bg/file://{tmp_path}/cup.jpg")["labels"][0]["label"] == "espresso"
 
 
 def test_features_off_queue_nothing(api, settings, pictures):

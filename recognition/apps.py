@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class RecognitionConfig(AppConfig):
@@ -21,3 +22,4 @@ class RecognitionConfig(AppConfig):
         from . import background, builtins, meta, receivers, tasks, verbs  # noqa: F401
 
         builtins.register()
+        post_migrate.connect(background.queue_stale, sender=self, dispatch_uid="recognition.queue_stale")

@@ -17,7 +17,8 @@ transaction:
   leaves none, one that commits cannot lose it, and any host's worker runs
   it. The write itself never waits for the features.
 
-``refresh_items`` is that job's body: it skips what is already
+After ``migrate``, ``queue_stale`` queues the items whose features a
+previous model computed. ``refresh_items`` is that job's body: it skips what is already
 current (a job may run twice, or after a newer one) and computes the rest
 through ``store.refresh``, which stores nothing when the content changed
 meanwhile (the newer write scheduled its own job).
@@ -27,6 +28,7 @@ bytes may change later without a write to istore, which
 ``manage.py compute_features --again`` catches up with.
 """
 from django.conf import settings
+from django.db import transaction
 from django.dispatch import receiver
 
 from objects import keys, signals
@@ -83,6 +85,19 @@ def items_saved(sender, items, created_ids=(), **kwargs):
         store.forget(chunk)
     if todo and settings.ISTORE_FEATURES:
         for chunk in _chunks(todo, JOB_SIZE):
+            tasks.enqueue_features(chunk)
+
+
+def queue_stale(sender, using="default", **kwargs):
+    """After ``migrate`` (which every upgrade runs), with ``ISTORE_FEATURES`` on:
+    queue the items whose stored features came from another model or
+    version of the code, so a model change recomputes them by itself."""
+    if not settings.ISTORE_FEATURES:
+        return
+    stale = Features.objects.using(using).exclude(version=processing_features.VERSION)
+    item_ids = list(stale.values_list("item_id", flat=True))
+    with transaction.atomic(using=using):
+        for chunk in _chunks(item_ids, JOB_SIZE):
             tasks.enqueue_features(chunk)
 
 

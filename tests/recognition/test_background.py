@@ -138,3 +138,16 @@ def test_a_source_that_cannot_be_read_is_reported_and_the_others_go_on(api, feat
     assert job.state == "done" and job.result["computed"] == 1, job.as_dict()
     assert [item_id for item_id, _ in job.result["failed"]] == [body(api.meta("/bg/http://127.0.0.1:9/gone.jpg"))["_id"]]
     assert features_of(api, "/bg/http://127.0.0.1:9/gone.jpg") is None, "nothing stored: the next write tries again"
+
+
+def test_a_new_model_recomputes_after_migrate(api, features_on, pictures, monkeypatch):
+    from processing import features
+
+    api.upload("/bg/cat.jpg", pictures["cat.jpg"], content_type="image/jpeg")
+    run_jobs()
+    monkeypatch.setattr(features, "VERSION", "2/another-model@1")
+    assert features_of(api, "/bg/cat.jpg") is None, "features of another model are not shown"
+    call_command("migrate", verbosity=0)  # what every upgrade runs
+    run_jobs()
+    assert feature_jobs().count() == 2, "migrate queued the stale item"
+    assert features_of(api, "/bg/cat.jpg")["labels"][0]["label"] == "cat", "recomputed by the new model"

@@ -89,6 +89,7 @@ INSTALLED_APPS = [
     "django_tasks",
     "django_tasks_db",
     "jobs",
+    "feed",
 ]
 
 MIDDLEWARE = [
@@ -288,6 +289,8 @@ ISTORE_ACCEL_EXPIRES = env_int("ISTORE_ACCEL_EXPIRES", 0)
 # configuration), of which a quarter is kept for cheap requests.
 ISTORE_THREADS = env_int("ISTORE_THREADS", 16)
 ISTORE_QUEUE_TIMEOUT = env_float("ISTORE_QUEUE_TIMEOUT", 10.0)
+# How long the change feed (GET {dir}/_changes) keeps a change, in seconds.
+ISTORE_CHANGES_RETENTION = env_int("ISTORE_CHANGES_RETENTION", 7 * 24 * 3600)
 ISTORE_FETCH_SLOTS = env_int("ISTORE_FETCH_SLOTS", 4)
 ISTORE_PIXEL_SLOTS = env_int("ISTORE_PIXEL_SLOTS", 1)
 ISTORE_FFMPEG_SLOTS = env_int("ISTORE_FFMPEG_SLOTS", 1)

@@ -13,7 +13,7 @@ from urllib.parse import unquote, unquote_to_bytes, urlsplit
 from .errors import BadRequest
 
 MAX_KEY_BYTES = 4096
-VERBS = ("_search", "_create_index", "_expand", "_duplicates", "_bulk")
+VERBS = ("_search", "_create_index", "_expand", "_duplicates", "_bulk", "_changes")
 # The first "/" followed by "<scheme>://" splits a key into dir and source.
 SOURCE_RE = re.compile(r"/([0-9a-z]+)://")
 # Long keys are ordered and indexed through their first characters, the

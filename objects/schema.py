@@ -295,7 +295,37 @@ def _bulk_path(verb):
     }
 
 
-SPECIAL_VERB_PATHS = {"_bulk": _bulk_path}
+def _changes_path(verb):
+    def query(name, description, schema):
+        return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+
+    return {
+        "parameters": [_dir_parameter("The directory followed (ends with '/'; '' is the root: every change).")],
+        "get": {
+            "operationId": "changes",
+            "summary": "The committed changes under dir after since, oldest first (docs/pipelines.md).",
+            "description": "Pass last_seq as the next since to see every committed change exactly once, in "
+                           "commit order, across every host.",
+            "parameters": [
+                query("since", "A last_seq from a previous answer (0: from the oldest kept), or 'now'.",
+                      {"oneOf": [{"type": "integer", "minimum": 0}, {"const": "now"}]}),
+                query("limit", "At most this many changes (default 1000).",
+                      {"type": "integer", "minimum": 1, "maximum": 10000}),
+                query("wait", "Seconds to wait for a change when there is none yet (long poll).",
+                      {"type": "number", "minimum": 0, "maximum": 60}),
+            ],
+            "responses": {
+                "200": _json("#/components/schemas/Changes", "The changes, and where to continue."),
+                "400": {"description": "A bad since, limit or wait.", **_error_ref()},
+                "410": {"description": "since is older than the changes kept (ISTORE_CHANGES_RETENTION): "
+                                       "list the directory again, then follow from since=now.", **_error_ref()},
+                **_errors("401", "405"),
+            },
+        },
+    }
+
+
+SPECIAL_VERB_PATHS = {"_bulk": _bulk_path, "_changes": _changes_path}
 
 
 def _components():
@@ -373,6 +403,12 @@ def _components():
                                                       "properties": {"line": {"type": "integer", "minimum": 1},
                                                                      "error": {"type": "string"},
                                                                      "detail": {"type": "string"}}}}}},
+            "Changes": {"type": "object", "required": ["changes", "last_seq"], "properties": {
+                "changes": {"type": "array", "items": {"type": "object", "required": ["seq", "key", "op", "_id"],
+                                                       "properties": {
+                    "seq": {"type": "integer", "minimum": 1}, "key": {"type": "string"},
+                    "op": {"enum": ["create", "update", "delete"]}, "_id": {"type": "integer"}}}},
+                "last_seq": {"type": "integer", "minimum": 0}}},
             "DuplicatesRequest": {"type": "object", "properties": {
                 "by": {"enum": ["_pdq", "_phash", "_embedding"]},
                 "max_distance": {"type": "number", "minimum": 0, "maximum": 1}}},

@@ -10,7 +10,7 @@ Bulk writes send them too (Django's ``post_save`` is not sent by bulk_create).
 from django.dispatch import Signal
 
 items_saved = Signal()  # items=[Item, ...], created_ids={ids of items that are new}
-items_deleting = Signal()  # ids=[int, ...]
+items_deleting = Signal()  # ids=[int, ...], keys=[str, ...] (the same items' keys)
 key_forgotten = Signal()  # key=str
 tree_forgotten = Signal()  # prefix=str
 content_forgotten = Signal()  # name=str

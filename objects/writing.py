@@ -131,7 +131,7 @@ def delete(key):
             raise NotFound(f"No item is registered at {key!r}.", code="no_such_key")
         snapshot = item.as_dict()
         name = item.content_name
-        signals.items_deleting.send(sender=Item, ids=[item.id])
+        signals.items_deleting.send(sender=Item, ids=[item.id], keys=[item.key])
         item.delete()
         transaction.on_commit(lambda: signals.key_forgotten.send(sender=Item, key=key))
         if name:
@@ -142,12 +142,13 @@ def delete(key):
 def delete_tree(prefix):
     """Delete every item under the directory ``prefix``; return the count."""
     with transaction.atomic():
-        ids, names = [], []
+        ids, deleted_keys, names = [], [], []
         for row in keyrange.walk(Item.objects.filter(keyrange.under(prefix)).values("id", "key", "content_name")):
             ids.append(row["id"])
+            deleted_keys.append(row["key"])
             if row["content_name"]:
                 names.append(row["content_name"])
-        signals.items_deleting.send(sender=Item, ids=ids)
+        signals.items_deleting.send(sender=Item, ids=ids, keys=deleted_keys)
         deleted = 0
         for start in range(0, len(ids), 500):
             deleted += Item.objects.filter(id__in=ids[start : start + 500])._raw_delete(Item.objects.db)
@@ -287,7 +288,7 @@ def _locked_items(hashes):
 def _delete_items(items):
     """Delete ``items`` (rows already locked) in the current transaction; their content and
     cached answers go after commit."""
-    signals.items_deleting.send(sender=Item, ids=[item.id for item in items])
+    signals.items_deleting.send(sender=Item, ids=[item.id for item in items], keys=[item.key for item in items])
     Item.objects.filter(id__in=[item.id for item in items])._raw_delete(Item.objects.db)
     for item in items:
         transaction.on_commit(lambda key=item.key: signals.key_forgotten.send(sender=Item, key=key))

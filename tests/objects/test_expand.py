@@ -128,3 +128,10 @@ def test_management_command(api, clip, capsys):
     call_command("expand", "/cmd/", clip, "--no-progress")
     assert "11 created" in capsys.readouterr().out
     assert len(api.keys("/cmd/")) == 11
+
+
+def test_expanded_frames_appear_in_the_change_feed(api, clip):
+    since = body(api.client.get("/path/slice/_changes?since=now"))["last_seq"]
+    expand(api, "/path/slice/", {"video": clip})
+    answer = body(api.client.get(f"/path/slice/_changes?since={since}"))
+    assert [change["op"] for change in answer["changes"]] == ["create"] * 11, "one change per frame registered"

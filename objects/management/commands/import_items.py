@@ -331,7 +331,7 @@ class Command(BaseCommand):
             for item in saved.values():
                 item.created, item.updated = times[item.id]
             Item.objects.bulk_update(list(saved.values()), CONTENT_FIELDS)
-            signals.items_saved.send(sender=Item, items=list(saved.values()))
+            signals.items_saved.send(sender=Item, items=list(saved.values()), created_ids=set(new))
             for name in forget:
                 transaction.on_commit(lambda name=name: forget_content(name))
         return outcomes

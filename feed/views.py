@@ -73,11 +73,12 @@ def changes(directory, since, limit, wait):
         raise InvalidChanges(f"since={since} is past the newest change ({head}): pass a last_seq this feed gave.")
     deadline = time.monotonic() + wait
     while True:
-        found, last_seq = scan(directory, since, limit, head)
+        found, since = scan(directory, since, limit, head)
         if found or time.monotonic() >= deadline:
-            return {"changes": found, "last_seq": last_seq}
-        time.sleep(POLL_INTERVAL)
-        head = sequencing.sequence()
+            return {"changes": found, "last_seq": since}
+        if since == head:  # nothing more numbered yet: look again in a moment
+            time.sleep(POLL_INTERVAL)
+            head = sequencing.sequence()
 
 
 def scan(directory, since, limit, head):

@@ -161,3 +161,19 @@ def test_writes_prune_old_changes_by_themselves(api, settings, django_capture_on
     with django_capture_on_commit_callbacks(execute=True):
         api.post("/f/b", {})
     assert api.client.get("/f/_changes?since=0").status_code == 410, "the write pruned the old change"
+
+
+def test_a_long_poll_answers_when_a_change_arrives(api, transactional_db):
+    import threading
+    import time
+
+    since = changes(api, "/f/", "since=now")["last_seq"]
+    timer = threading.Timer(0.3, lambda: api.post("/f/late", {}))
+    started = time.monotonic()
+    timer.start()
+    try:
+        answer = changes(api, "/f/", f"since={since}&wait=10")
+    finally:
+        timer.join()
+    assert seen(answer) == [("create", "/f/late")], answer
+    assert time.monotonic() - started < 5, "the long poll answered when the change came, not at the end of wait"

@@ -39,7 +39,7 @@ def prune():
     deleted = 0
     while True:
         with transaction.atomic():
-            state = Sequencer.objects.select_for_update().get(pk=1)
+            locked = Sequencer.objects.select_for_update().get(pk=1)  # sequence() made it
             ids = list(Change.objects.filter(created__lt=cutoff, seq__isnull=False)
                        .order_by("created").values_list("id", flat=True)[:BATCH])
             if not ids:
@@ -47,6 +47,6 @@ def prune():
             doomed = Change.objects.filter(id__in=ids)
             highest = doomed.aggregate(highest=Max("seq"))["highest"]
             deleted += doomed._raw_delete(doomed.db)
-            if highest > state.pruned_through:
-                state.pruned_through = highest
-                state.save(update_fields=["pruned_through"])
+            if highest > locked.pruned_through:
+                locked.pruned_through = highest
+                locked.save(update_fields=["pruned_through"])

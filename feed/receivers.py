@@ -17,7 +17,7 @@ from objects.models import Item
 from . import pruning
 from .models import Change
 
-ROWS_PER_STATEMENT = 500
+ROWS_PER_STATEMENT = 5000  # 3 parameters a row: within SQLite's 32,766 and PostgreSQL's 65,535
 
 
 @receiver(signals.items_saved, sender=Item, dispatch_uid="feed.items_saved")

@@ -60,7 +60,18 @@ def pending():
 
 def head():
     """The highest number given: every change numbered up to it is committed and visible."""
-    return Sequencer.objects.values_list("last_seq", flat=True).get(pk=1)
+    return state().last_seq
+
+
+def state(lock=False):
+    """The Sequencer row, made on first use; with ``lock``, locked (PostgreSQL) or None when another
+    transaction holds it."""
+    rows = Sequencer.objects.select_for_update(skip_locked=True) if lock else Sequencer.objects
+    found = rows.filter(pk=1).first()
+    if found is None and not Sequencer.objects.filter(pk=1).exists():
+        Sequencer.objects.get_or_create(pk=1)
+        found = rows.filter(pk=1).first()
+    return found
 
 
 def sequence():
@@ -72,19 +83,19 @@ def sequence():
     if not pending():
         return head()
     with transaction.atomic():
-        state = Sequencer.objects.select_for_update(skip_locked=True).filter(pk=1).first()
-        if state is None:
+        locked = state(lock=True)
+        if locked is None:
             return head()
         numbered = 0
         while True:
-            count = _number(state.last_seq + numbered)
+            count = _number(locked.last_seq + numbered)
             numbered += count
             if count < BATCH:
                 break
         if numbered:
-            state.last_seq += numbered
-            state.save(update_fields=["last_seq"])
-        return state.last_seq
+            locked.last_seq += numbered
+            locked.save(update_fields=["last_seq"])
+        return locked.last_seq
 
 
 def _number(after):

@@ -22,7 +22,7 @@ from objects.responses import json_response
 from objects.verbs import request_verb
 
 from . import pruning, sequencing
-from .models import Change, Sequencer
+from .models import Change
 
 DEFAULT_LIMIT, MAX_LIMIT = 1000, 10_000
 MAX_WAIT = 60
@@ -64,10 +64,10 @@ def changes(directory, since, limit, wait):
     head = sequencing.sequence()
     if since is None:
         since = head
-    state = Sequencer.objects.get(pk=1)
-    if since < state.pruned_through:
+    pruned_through = sequencing.state().pruned_through
+    if since < pruned_through:
         raise ChangesExpired(
-            f"Changes up to {state.pruned_through} were deleted (kept {settings.ISTORE_CHANGES_RETENTION} s): "
+            f"Changes up to {pruned_through} were deleted (kept {settings.ISTORE_CHANGES_RETENTION} s): "
             f"since={since} may have missed some. List the directory again, then follow from since=now.")
     if since > head:
         raise InvalidChanges(f"since={since} is past the newest change ({head}): pass a last_seq this feed gave.")

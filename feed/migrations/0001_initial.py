@@ -3,10 +3,6 @@ import objects.models
 from django.db import migrations, models
 
 
-def create_sequencer(apps, schema_editor):
-    apps.get_model("feed", "Sequencer").objects.create(pk=1)
-
-
 class Migration(migrations.Migration):
 
     initial = True
@@ -37,5 +33,4 @@ class Migration(migrations.Migration):
                 'indexes': [models.Index(condition=models.Q(('seq__isnull', True)), fields=['id'], name='change_unnumbered')],
             },
         ),
-        migrations.RunPython(create_sequencer, migrations.RunPython.noop),
     ]

@@ -85,12 +85,17 @@ def test_last_modified_alone_gives_heuristic_freshness(api, origin):
     assert origin.statuses("/static.bin") == [200], "a static file an hour old is fresh for six minutes"
 
 
-def test_304_of_a_last_modified_only_source_renews_its_heuristic_freshness(api, origin):
-    last_modified = time.time() - 3600
+@pytest.mark.parametrize("age,date_age,wait", [
+    (3600, 1000, 0),  # fresh until 740 s before it was fetched: stored stale
+    (30, 1, 3),  # fresh for about 2 s once fetched (an Expires the heuristic wrote), then stale
+])
+def test_304_of_a_last_modified_only_source_renews_its_heuristic_freshness(api, origin, age, date_age, wait):
+    last_modified = time.time() - age
     url = origin.add("/lm-only.bin", PAYLOAD, last_modified=last_modified,
-                     headers={"Date": formatdate(time.time() - 1000, usegmt=True)})  # fresh until 740 s ago
+                     headers={"Date": formatdate(time.time() - date_age, usegmt=True)})
     key = register(api, f"/src/{url}")
     api.get(key)
+    time.sleep(wait)
     origin.add("/lm-only.bin", PAYLOAD, last_modified=last_modified)  # answers with today's Date
     api.get(key)  # revalidated: 304
     assert content(api.get(key)) == PAYLOAD

@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import time
 
 import pytest
 from django.core.files.storage import default_storage
@@ -171,3 +172,32 @@ def test_a_large_upload_is_handed_to_the_disk_while_it_arrives(multipart, api, m
     assert all(offset == previous + length for (previous, length), (offset, _) in zip(started, started[1:])), \
         f"each window follows the last: {started}"
     assert sum(length for _, length in started) >= len(data) - 64 * 1024, f"the file is written early: {started}"
+
+
+def test_a_later_upload_stops_syncing_at_the_entries_already_on_disk(steps, api):
+    first = raw_put(api)
+    root_parent = os.path.dirname(os.path.realpath(default_storage.location))
+    synced_after_first = len(steps)
+    assert api.upload("/durable/second.bin", DATA).status_code == 201
+    second = os.path.realpath(default_storage.path(content_of("/durable/second.bin")))
+    later = steps[synced_after_first:]
+    synced = [path for kind, path in later if kind == "sync"]
+    assert second in synced and os.path.dirname(second) in synced, \
+        f"the second file and its folder must still be synced: {later}"
+    assert root_parent not in synced, \
+        f"the storage root's entry was made durable by the first upload ({first}) and need not be synced again: {later}"
+
+
+def test_a_directory_made_again_is_synced_again(steps, api):
+    name = raw_put(api)
+    folder = os.path.dirname(os.path.realpath(default_storage.path(name)))
+    os.remove(default_storage.path(name))
+    os.rmdir(folder)
+    time.sleep(0.02)  # past the file system's timestamp granularity
+    os.mkdir(folder)  # the same path, and on ext4 the same inode: a new directory all the same
+    synced_before = len(steps)
+    with open(os.path.join(folder, "again.bin"), "wb") as handle:
+        handle.write(DATA)
+    durable.make_durable(os.path.join(folder, "again.bin"), default_storage.location)
+    synced = [path for kind, path in steps[synced_before:] if kind == "sync"]
+    assert os.path.dirname(folder) in synced, f"the new folder's entry in its parent must be synced: {synced}"

@@ -23,12 +23,13 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 
 from objects import content, writing
+from objects.models import Item
 
 from . import checksums, documents, names, payload, responses
 from .errors import S3Error
 from .models import MultipartUpload, PartLayout, UploadPart
 from .object_reads import parse_range
-from .object_writes import copy_source, request_metadata
+from .object_writes import check_write_conditions, copy_source, request_metadata
 
 MiB = 1024 * 1024
 MIN_PART = 5 * MiB
@@ -183,7 +184,10 @@ def complete_upload(s3):
     upload = _upload(s3, completed=True)
     listed = _requested_parts(s3)
     if upload.completed_etag:
-        return _completion(s3, upload.completed_etag)
+        item = Item.objects.by_key(upload.key)
+        same = item is not None and item.content_md5 == upload.completed_etag
+        return _completion(s3, upload.completed_etag, item.content_checksums if same else None)
+    check_write_conditions(s3, upload.key)
     if any(a[0] >= b[0] for a, b in zip(listed, listed[1:])):
         raise S3Error("InvalidPartOrder", "The list of parts was not in ascending order. The parts list must be "
                       "specified in order by part number.", UploadId=upload.upload_id)

@@ -35,21 +35,20 @@ def request_metadata(meta):
             for name, value in meta.items() if name.startswith(META_PREFIX)}
 
 
-def _check_write_conditions(s3, key):
+def check_write_conditions(s3, key):
+    """``If-None-Match`` and ``If-Match`` of a write (``*`` or an ETag) against the object ``key`` holds now."""
     if_none_match, if_match = s3.meta.get("HTTP_IF_NONE_MATCH"), s3.meta.get("HTTP_IF_MATCH")
     if if_none_match is None and if_match is None:
         return
     item = Item.objects.by_key(key)
-    if if_none_match is not None:
-        if if_none_match.strip() != "*":
-            raise S3Error("NotImplemented", "PutObject supports If-None-Match: * only.")
-        if item is not None:
+    current = item and (item.content_md5 or item.content_etag or ObjectBody(item).etag)
+    if if_none_match is not None and item is not None:
+        if if_none_match.strip().strip('"') in ("*", current):
             raise S3Error("PreconditionFailed", "At least one of the pre-conditions you specified did not hold",
                           Condition="If-None-Match")
     if if_match is not None:
         if item is None:
             raise S3Error("NoSuchKey", "The specified key does not exist.", Key=s3.key)
-        current = item.content_md5 or item.content_etag or ObjectBody(item).etag
         if if_match.strip().strip('"') not in ("*", current):
             raise S3Error("PreconditionFailed", "At least one of the pre-conditions you specified did not hold",
                           Condition="If-Match")
@@ -64,7 +63,7 @@ def put_object(s3):
     if keys.is_directory(key):
         return _put_folder(s3, key, metadata)
     names.writable_key(s3.bucket, s3.key)
-    _check_write_conditions(s3, key)
+    check_write_conditions(s3, key)
     stored = payload.store_body(s3.request, s3.identity, key, s3.meta.get("CONTENT_TYPE", ""))
     stored.headers = payload.content_headers(s3.meta)
     item, _ = writing.write(key, metadata, replace=True, stored=stored, owner=s3.user)

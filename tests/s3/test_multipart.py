@@ -111,6 +111,32 @@ def test_a_repeated_complete_gets_the_same_answer(s3, upload):
     assert code_of(s3.list_parts, Bucket=bucket, Key="mp.bin", UploadId=upload_id) == "NoSuchUpload"
 
 
+def test_a_repeated_complete_repeats_the_checksum(s3, bucket):
+    upload_id = s3.create_multipart_upload(Bucket=bucket, Key="mp.bin", ChecksumAlgorithm="SHA256")["UploadId"]
+    answer = s3.upload_part(Bucket=bucket, Key="mp.bin", UploadId=upload_id, PartNumber=1, Body=b"abc",
+                            ChecksumAlgorithm="SHA256")
+    parts = {"Parts": [{"PartNumber": 1, "ETag": answer["ETag"], "ChecksumSHA256": answer["ChecksumSHA256"]}]}
+    first = s3.complete_multipart_upload(Bucket=bucket, Key="mp.bin", UploadId=upload_id, MultipartUpload=parts)
+    again = s3.complete_multipart_upload(Bucket=bucket, Key="mp.bin", UploadId=upload_id, MultipartUpload=parts)
+    assert again.get("ChecksumSHA256") == first["ChecksumSHA256"], "a retried completion lost the checksum"
+
+
+def test_complete_honours_if_none_match(s3, bucket, upload):
+    s3.put_object(Bucket=bucket, Key="mp.bin", Body=b"before")
+    _, upload_id = upload
+    parts = {"Parts": [{"PartNumber": 1, "ETag": put_part(s3, bucket, upload_id, 1, b"after")}]}
+    assert code_of(s3.complete_multipart_upload, Bucket=bucket, Key="mp.bin", UploadId=upload_id,
+                   MultipartUpload=parts, IfNoneMatch="*") == "PreconditionFailed"
+    assert s3.get_object(Bucket=bucket, Key="mp.bin")["Body"].read() == b"before", "a refused completion wrote"
+
+
+def test_complete_honours_if_match(s3, bucket, upload):
+    _, upload_id = upload
+    parts = {"Parts": [{"PartNumber": 1, "ETag": put_part(s3, bucket, upload_id, 1, b"after")}]}
+    assert code_of(s3.complete_multipart_upload, Bucket=bucket, Key="mp.bin", UploadId=upload_id,
+                   MultipartUpload=parts, IfMatch="*") == "NoSuchKey", "If-Match on a missing key did not refuse"
+
+
 def test_copy_range_past_the_source_is_invalid_range(s3, upload):
     bucket, upload_id = upload
     s3.put_object(Bucket=bucket, Key="src", Body=b"01234")

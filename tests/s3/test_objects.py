@@ -88,6 +88,14 @@ def test_put_if_none_match_star_refuses_to_overwrite(s3, bucket):
     assert s3.get_object(Bucket=bucket, Key="once")["Body"].read() == b"1", "the refused put overwrote the object"
 
 
+def test_put_if_none_match_etag_refuses_only_the_current_etag(s3, bucket):
+    etag = s3.put_object(Bucket=bucket, Key="once", Body=b"1")["ETag"]
+    assert client_error(s3.put_object, Bucket=bucket, Key="once", Body=b"2", IfNoneMatch=etag)[1] == 412, \
+        "If-None-Match with the current ETag did not refuse the write"
+    s3.put_object(Bucket=bucket, Key="once", Body=b"3", IfNoneMatch='"another"')
+    assert s3.get_object(Bucket=bucket, Key="once")["Body"].read() == b"3", "If-None-Match of another ETag refused"
+
+
 def test_folder_object_is_zero_bytes(s3, bucket):
     s3.put_object(Bucket=bucket, Key="folder/", Body=b"")
     head = s3.head_object(Bucket=bucket, Key="folder/")

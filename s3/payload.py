@@ -85,7 +85,10 @@ def _decoded_reader(request, identity):
     raw_read, raw_length = payloads.raw_body_reader(request)
     encoding = meta.get("HTTP_CONTENT_ENCODING", "").lower()
     mode = identity.payload_hash
-    if mode in auth.STREAMING_MODES or "aws-chunked" in encoding:
+    # A body whose SHA-256 was signed is that body, whatever Content-Encoding says
+    # (S3 keeps "gzip, aws-chunked" of a plain signed PUT as "gzip").
+    framed = "aws-chunked" in encoding and len(mode) != 64
+    if mode in auth.STREAMING_MODES or framed:
         decoded = meta.get("HTTP_X_AMZ_DECODED_CONTENT_LENGTH")
         try:
             length = int(decoded) if decoded else None

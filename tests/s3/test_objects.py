@@ -96,6 +96,13 @@ def test_put_if_none_match_etag_refuses_only_the_current_etag(s3, bucket):
     assert s3.get_object(Bucket=bucket, Key="once")["Body"].read() == b"3", "If-None-Match of another ETag refused"
 
 
+def test_aws_chunked_in_content_encoding_of_a_plain_signed_put_is_dropped(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="gz", Body=b"plain bytes", ContentEncoding="gzip, aws-chunked")
+    answer = s3.get_object(Bucket=bucket, Key="gz")
+    assert answer["Body"].read() == b"plain bytes", "a plain body was decoded as aws-chunked framing"
+    assert answer["ContentEncoding"] == "gzip", f"stored Content-Encoding {answer.get('ContentEncoding')!r}"
+
+
 def test_folder_object_is_zero_bytes(s3, bucket):
     s3.put_object(Bucket=bucket, Key="folder/", Body=b"")
     head = s3.head_object(Bucket=bucket, Key="folder/")

@@ -82,12 +82,21 @@ class Identity:
         return self.signer.signature(string_to_sign, self.request)
 
 
+def header_text(value):
+    """A header value as the client wrote it: WSGI hands bytes over as Latin-1."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value
+
+
 def _header(meta, name):
+    """The value of a signed header as the client signed it (botocore signs UTF-8 text as UTF-8)."""
     if name == "content-type":
-        return meta.get("CONTENT_TYPE", "")
+        return header_text(meta.get("CONTENT_TYPE", ""))
     if name == "content-length":
         return meta.get("CONTENT_LENGTH", "")
-    return meta.get("HTTP_" + name.upper().replace("-", "_"), "")
+    return header_text(meta.get("HTTP_" + name.upper().replace("-", "_"), ""))
 
 
 def query_pairs(query_string):

@@ -14,19 +14,12 @@ from objects.errors import NotFound
 from objects.models import Item
 
 from . import checksums, documents, names, payload, responses
+from .auth import header_text
 from .errors import S3Error
 from .object_reads import ObjectBody, check_conditions
 
 META_PREFIX = "HTTP_X_AMZ_META_"
 MAX_DELETE = 1000
-
-
-def header_text(value):
-    """A header value as the client wrote it: WSGI hands bytes over as Latin-1."""
-    try:
-        return value.encode("latin-1").decode("utf-8")
-    except UnicodeError:
-        return value
 
 
 def request_metadata(meta):

@@ -103,6 +103,17 @@ def test_aws_chunked_in_content_encoding_of_a_plain_signed_put_is_dropped(s3, bu
     assert answer["ContentEncoding"] == "gzip", f"stored Content-Encoding {answer.get('ContentEncoding')!r}"
 
 
+def test_utf8_metadata_header_is_signed_as_sent(s3, bucket):
+    def raw_utf8_header(params, **kwargs):
+        params["headers"]["x-amz-meta-word"] = "caf\u00e9"  # botocore sends and signs it as UTF-8 bytes
+
+    s3.meta.events.register("before-call.s3.PutObject", raw_utf8_header)
+    s3.put_object(Bucket=bucket, Key="utf8", Body=b"x")
+    s3.meta.events.unregister("before-call.s3.PutObject", raw_utf8_header)
+    stored = s3.get_object(Bucket=bucket, Key="utf8")["Metadata"]["word"]
+    assert stored == "=?UTF-8?B?Y2Fmw6k=?=", f"UTF-8 metadata came back as {stored!r}"
+
+
 def test_folder_object_is_zero_bytes(s3, bucket):
     s3.put_object(Bucket=bucket, Key="folder/", Body=b"")
     head = s3.head_object(Bucket=bucket, Key="folder/")

@@ -30,9 +30,10 @@ from . import prefer, queue
 
 
 def register_job_verbs():
-    """Make every verb with a plan a job kind of its own name."""
+    """Make every verb with a plan a job kind of its own name, answered by ``respond``."""
     for name in verbs.PLANS:
         queue.register(name)(partial(_run_verb, name))
+    verbs.planned_responder = respond
 
 
 def _run_verb(name, params, progress):

@@ -23,6 +23,10 @@ PLANS = {}
 # Verbs that read the request themselves (a streamed body, a query string):
 # name -> (method, function(request, directory) -> response).
 REQUEST_VERBS = {}
+# How a verb with a plan is answered: set by the jobs app, which sits above
+# this one (``jobs.verbs.respond(request, name, body, directory, owner)``);
+# without it such a verb runs in the request like any other.
+planned_responder = None
 
 
 def verb(name, plan=None):
@@ -81,9 +85,7 @@ def dispatch(request, directory, name):
     if function is None:
         raise ApiError(f"{name} is not available yet.", status=501, code="not_implemented")
     body = read_json_body(request)
-    if name in PLANS:
-        from jobs.verbs import respond  # the jobs app sits above objects
-
-        return respond(request, name, body, directory, writer)
+    if name in PLANS and planned_responder is not None:
+        return planned_responder(request, name, body, directory, writer)
     status, data = function(body, directory)
     return json_response(data, status=status)

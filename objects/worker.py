@@ -24,12 +24,27 @@ threads, with the measurements).
   ffmpeg, the capacity queue, the database) is shorter than the default
   timeout, so this is the last resort, not the usual answer. Where the kernel
   gives no ``TCP_INFO``, only requests that have not answered are cut.
+- **A busy keep-alive connection stays on its thread.** gthread hands every
+  keep-alive connection back to the main loop after each answer: a pipe
+  write to wake it, two ``epoll_ctl`` calls, a wake-up when the next
+  request arrives, and a hand-off through the thread pool's queue, which
+  cost about a quarter of a cached derivative's CPU (``benchmarks/README.md``,
+  "Overload and worker model"). Instead the thread that answered waits up to
+  ``KEEPALIVE_LINGER`` seconds for the connection's next request and serves
+  it itself, as a sync worker would; only a connection that stays quiet
+  longer, or one whose thread another connection is waiting for, goes back
+  to the main loop. Idle connections never hold a thread longer than that.
+- **New connections go to the worker process that holds the fewest** (``objects/balancing.py``):
+  a connection stays on the process that accepted it, and whichever process
+  was quickest to ``accept()`` used to take most of them.
 
 This module imports gunicorn, not Django: gunicorn loads it before the
 application.
 """
 import errno
 import json
+import os
+import select
 import socket
 import struct
 import threading
@@ -39,6 +54,8 @@ from gunicorn.http import errors as http_errors
 from gunicorn.http import message
 from gunicorn.workers import gthread
 
+from .balancing import POLL_SECONDS, YIELD_SECONDS, Board
+
 # gunicorn caps a finite ``limit_request_line`` at 8190 bytes, below what a
 # 4096-byte key needs percent-encoded (up to 12 KiB, and a listing's
 # ``after=`` may carry another): its documented alternative, 0, is no limit at
@@ -46,6 +63,17 @@ from gunicorn.workers import gthread
 # 10 MB request line cost 24 s of CPU). Raising the cap keeps the limit finite.
 REQUEST_LINE_CAP = 65536
 message.MAX_REQUEST_LINE = max(message.MAX_REQUEST_LINE, REQUEST_LINE_CAP)
+
+# How long a thread waits for the next request on the keep-alive connection it
+# just answered before handing it back to the main loop. A client that sends
+# its requests back to back (a browser loading a page, a benchmark, an SDK's
+# pool) sends the next one within a millisecond; a longer wait only keeps a
+# thread from connections that are queued, which never wait for it (see
+# ``ThreadWorker._linger``).
+KEEPALIVE_LINGER = 0.05
+
+# Made in gunicorn's master, which imports this module before it forks the workers.
+BOARD = Board()
 
 
 def json_response(status, reason, code, detail):
@@ -132,16 +160,82 @@ class _Watched:
         return self.application(environ, started)
 
 
+def _readable(sock):
+    """Whether a connection still waits on the listening socket ``sock``."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
+
+
 class ThreadWorker(gthread.ThreadWorker):
     """gunicorn's gthread worker with JSON parser errors and a watchdog for stuck requests."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.requests = {}  # client socket -> _Request, while a request runs in a thread
+        self.queued = 0  # connections handed to the thread pool that no thread has taken yet
+        self.queued_lock = threading.Lock()
+        self.place = None  # this process's place on BOARD
+
+    def init_process(self):
+        self.place = BOARD.claim(os.getpid())
+        super().init_process()
+
+    def accept(self, listener):
+        # Leave the connection to a worker that holds fewer, woken by it too, while it takes it.
+        if self.place is not None:
+            deadline = time.monotonic() + YIELD_SECONDS
+            while BOARD.fewer_elsewhere(self.place, self.nr_conns) and time.monotonic() < deadline:
+                time.sleep(POLL_SECONDS)
+                if not _readable(listener):
+                    return
+        super().accept(listener)
+        self._publish()
+
+    def wait_for_and_dispatch_events(self, timeout):
+        super().wait_for_and_dispatch_events(timeout)
+        self._publish()
+
+    def _publish(self):
+        if self.place is not None:
+            BOARD.publish(self.place, self.nr_conns)
+
+    def run(self):
+        try:
+            super().run()
+        finally:
+            if self.place is not None:
+                BOARD.release(self.place)
 
     def load_wsgi(self):
         super().load_wsgi()
         self.wsgi = _Watched(self.wsgi, self.requests)
+
+    def enqueue_req(self, conn):
+        with self.queued_lock:
+            self.queued += 1
+        super().enqueue_req(conn)
+
+    def handle(self, conn):
+        """Serve the connection's request, then its next ones while they follow without a pause."""
+        with self.queued_lock:
+            self.queued -= 1
+        keepalive = super().handle(conn)
+        while keepalive is True and self._linger(conn):
+            keepalive = super().handle(conn)
+        return keepalive
+
+    def _linger(self, conn):
+        """True once the connection's next request (or its close) can be read within
+        ``KEEPALIVE_LINGER``; False at once when a connection is queued for a thread."""
+        if not self.alive or self.queued > 0:
+            return False
+        poller = select.poll()
+        poller.register(conn.sock, select.POLLIN)
+        try:
+            return bool(poller.poll(KEEPALIVE_LINGER * 1000))
+        except (OSError, ValueError):
+            return False
 
     def handle_request(self, req, conn):
         self.requests[conn.sock] = _Request(conn.sock)

@@ -104,6 +104,9 @@ def main():
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--big-mib", type=int, default=100)
+    parser.add_argument("--only", choices=["posts", "uploads", "big"], action="append",
+                        help="run only these measures (posts; uploads of 1 MiB; big: the two of --big-mib); "
+                             "repeatable, all by default")
     args = parser.parse_args()
 
     trees = [tuple(pair.split("=", 1)) for pair in args.compare] + [("current", str(ROOT))]
@@ -117,15 +120,20 @@ def main():
     servers = []
     try:
         servers = [Server(label, tree, database, args.workers) for (label, tree), database in zip(trees, databases)]
-        measures = {
-            f"POST new keys, {args.clients} clients (req/s)": lambda s: posts(s, args.seconds, args.clients),
-            f"PUT 1 MiB, {args.clients} clients (MB/s)": lambda s: small_uploads(s, args.seconds, args.clients, MiB),
-            f"PUT {args.big_mib} MiB, 1 client (MB/s)": lambda s: big_upload(s, big, args.big_mib * MiB),
-            f"POST {args.big_mib} MiB multipart, 1 client (MB/s)":
-                lambda s: big_upload(s, big, args.big_mib * MiB, multipart=True),
-        }
+        measures = [
+            ("posts", f"POST new keys, {args.clients} clients (req/s)",
+             lambda s: posts(s, args.seconds, args.clients)),
+            ("uploads", f"PUT 1 MiB, {args.clients} clients (MB/s)",
+             lambda s: small_uploads(s, args.seconds, args.clients, MiB)),
+            ("big", f"PUT {args.big_mib} MiB, 1 client (MB/s)",
+             lambda s: big_upload(s, big, args.big_mib * MiB)),
+            ("big", f"POST {args.big_mib} MiB multipart, 1 client (MB/s)",
+             lambda s: big_upload(s, big, args.big_mib * MiB, multipart=True)),
+        ]
         rows = []
-        for name, measure in measures.items():
+        for group, name, measure in measures:
+            if args.only and group not in args.only:
+                continue
             results = {server.label: [] for server in servers}
             errors = 0
             for _ in range(args.rounds):

@@ -30,9 +30,23 @@ WRK = shutil.which("wrk")
 
 
 def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free port on 127.0.0.1: from ``ISTORE_BENCH_PORTS`` ("8650-8699") when set, so that sessions
+    sharing the machine each keep to their own range; else one the system picks."""
+    wanted = os.environ.get("ISTORE_BENCH_PORTS", "")
+    candidates = range(int(wanted.split("-")[0]), int(wanted.split("-")[-1]) + 1) if wanted else [0]
+    for port in candidates:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            if port not in _given:
+                _given.add(sock.getsockname()[1])
+                return sock.getsockname()[1]
+    raise SystemExit(f"no free port in ISTORE_BENCH_PORTS={wanted}")
+
+
+_given = set()  # ports free_port returned: a server may not be listening on one yet
 
 
 def environment(data_dir, database):

@@ -1,8 +1,8 @@
 """
-istore's gunicorn worker: gunicorn's threaded worker (``gthread``) with two
-changes, so that overload and time-outs are answered the way the API answers
-everything else (``gunicorn.conf.py`` selects it; ``docs/deploy.md`` says why
-threads, with the measurements).
+istore's gunicorn worker: gunicorn's threaded worker (``gthread``) with the
+changes below, first so that overload and time-outs are answered the way the
+API answers everything else (``gunicorn.conf.py`` selects it;
+``docs/deploy.md`` says why threads, with the measurements).
 
 - **Errors of the HTTP parser are JSON.** A request line over
   ``limit_request_line`` is 414, headers over their limits 431, any other
@@ -37,19 +37,29 @@ threads, with the measurements).
 - **New connections go to the worker process that holds the fewest** (``objects/balancing.py``):
   a connection stays on the process that accepted it, and whichever process
   was quickest to ``accept()`` used to take most of them.
+- **Bodies are read in blocks.** gunicorn's ``Body.read(n)`` gathers ``n``
+  bytes 1 KiB at a time, each piece cut from an 8 KiB ``recv`` and the rest
+  put back: for a 100 MiB upload, 100,000 rounds of buffer copies that cost
+  more CPU than the upload's two digests (benchmarks/README.md,
+  "Durability"). ``BlockBody`` asks the same reader for what is still
+  missing at once, and the socket is read 64 KiB at a time; what a read
+  returns is unchanged.
 
 This module imports gunicorn, not Django: gunicorn loads it before the
 application.
 """
 import errno
+import io
 import json
 import os
 import select
 import socket
 import struct
+import sys
 import threading
 import time
 
+from gunicorn.http import body as http_body
 from gunicorn.http import errors as http_errors
 from gunicorn.http import message
 from gunicorn.workers import gthread
@@ -137,6 +147,42 @@ def transferred(sock):
 # 104 bytes of older fields and two 64-bit pacing rates (Linux 4.1 and later).
 _BYTES_ACKED = 120
 _TCP_INFO_BYTES = 136
+
+
+RECV_SIZE = 64 * 1024  # gunicorn's SocketUnreader reads 8 KiB at a time
+BODY_BLOCK = 1024 * 1024  # the most a body read asks its reader for at once
+
+
+class BlockBody(http_body.Body):
+    """gunicorn's request body, read in blocks: ``read(n)`` returns what gunicorn's would, but asks
+    the length, chunked or EOF reader for the missing bytes in pieces of up to ``BODY_BLOCK`` rather
+    than 1 KiB. Lines (``readline``) and ``read()`` to the end stay gunicorn's."""
+
+    def read(self, size=None):
+        size = self.getsize(size)
+        if size == 0 or size == sys.maxsize:
+            return super().read(size)
+        pieces = [self.buf.getvalue()]
+        have = len(pieces[0])
+        while have < size:
+            data = self.reader.read(min(size - have, BODY_BLOCK))
+            if not data:
+                break
+            pieces.append(data)
+            have += len(data)
+        data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        self.buf = io.BytesIO()
+        self.buf.write(data[size:])
+        return data[:size]
+
+
+def read_in_blocks(req):
+    """Make ``req`` (a parsed gunicorn request) read its body through ``BlockBody``."""
+    if type(req.body) is http_body.Body:
+        req.body.__class__ = BlockBody
+    unreader = getattr(req, "unreader", None)
+    if getattr(unreader, "mxchunk", RECV_SIZE) < RECV_SIZE:
+        unreader.mxchunk = RECV_SIZE
 
 
 class _Watched:
@@ -238,6 +284,7 @@ class ThreadWorker(gthread.ThreadWorker):
             return False
 
     def handle_request(self, req, conn):
+        read_in_blocks(req)
         self.requests[conn.sock] = _Request(conn.sock)
         try:
             return super().handle_request(req, conn)

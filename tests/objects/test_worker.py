@@ -1,7 +1,8 @@
 """
 istore's gunicorn worker (objects/worker.py), through a real gunicorn with a
 2-second worker timeout: parser errors are JSON, long answers to slow readers
-reach their end, stuck requests and stalled clients are cut.
+reach their end, stuck requests and stalled clients are cut, and request bodies
+read in blocks arrive whole.
 """
 import json
 import os
@@ -218,3 +219,66 @@ def test_a_client_that_stops_reading_is_cut(server, large_keys):
     received = read_all(sock)
     assert len(received) < LARGE, "a client that stopped reading was still sent the whole body"
     assert requests.get(server + "/_health", timeout=5).status_code == 200
+
+
+# ---------------------------------------------------------------- bodies read in blocks
+
+def _send_slowly(sock, data, piece=100_003):
+    """Send ``data`` in odd-sized pieces with pauses, so the server reads partial blocks."""
+    for start in range(0, len(data), piece):
+        sock.sendall(data[start:start + piece])
+        if start // piece % 10 == 0:
+            time.sleep(0.01)
+
+
+def _responses(sock, count):
+    """``count`` (status, JSON body) answers read from a keep-alive connection."""
+    sock.settimeout(30)
+    buffer, answers = b"", []
+    while len(answers) < count:
+        head, separator, rest = buffer.partition(b"\r\n\r\n")
+        if separator:
+            status, headers, _ = split_response(head + separator)
+            length = int(headers["content-length"])
+            if len(rest) >= length:
+                answers.append((status, json.loads(rest[:length])))
+                buffer = rest[length:]
+                continue
+        data = sock.recv(65536)
+        assert data, f"the server closed the connection after {len(answers)} of {count} answers"
+        buffer += data
+    return answers
+
+
+def test_bodies_arrive_whole_and_the_connection_serves_the_next_request(server):
+    import hashlib
+
+    bodies = {b"/blocks/first.bin": os.urandom(3 * 1024 * 1024 + 4321),
+              b"/blocks/second.bin": os.urandom(777)}
+    host, port = server.rsplit("/", 1)[1].split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        for key, body in bodies.items():  # one keep-alive connection
+            _send_slowly(sock, b"PUT " + key + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                               b"Content-Type: application/octet-stream\r\n"
+                               b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            [(status, item)] = _responses(sock, 1)
+            assert status == 201, item
+            assert item["_content"]["etag"] == hashlib.sha256(body).hexdigest(), f"{key}: body read wrong"
+    assert requests.get(f"{server}/blocks/first.bin").content == bodies[b"/blocks/first.bin"], \
+        "the stored bytes differ from those sent"
+
+
+def test_a_chunked_body_arrives_whole(server):
+    import hashlib
+
+    body = os.urandom(2 * 1024 * 1024 + 99)
+    host, port = server.rsplit("/", 1)[1].split(":")
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 70_001]), body[i:i + 70_001])
+                      for i in range(0, len(body), 70_001)) + b"0\r\n\r\n"
+    with socket.create_connection((host, int(port))) as sock:
+        head = (b"PUT /blocks/chunked.bin HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
+                b"Content-Type: application/octet-stream\r\n\r\n")
+        _send_slowly(sock, head + chunks)
+        [(status, item)] = _responses(sock, 1)
+    assert status == 201, item
+    assert item["_content"]["etag"] == hashlib.sha256(body).hexdigest(), "a chunked body was read wrong"

@@ -179,3 +179,73 @@ def test_transactions_that_write_nothing_sync_nothing(wal_database, syncs):
     with pytest.raises(RuntimeError):
         insert(connection, 2, fail=True)
     assert syncs == [], "a read-only or rolled-back transaction has nothing to make durable"
+
+
+@pytest.fixture
+def slow_wal_syncs(monkeypatch):
+    """Spies on fdatasync: every WAL sync takes 20 ms more, and records the rows of ``t`` that were
+    committed when it started, and when it ended: ``[(rows, ended)]``."""
+    import sqlite3
+    import threading
+
+    seen, lock = [], threading.Lock()
+    real = os.fdatasync
+
+    def sync(fd):
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        if not path.endswith("-wal"):
+            return real(fd)
+        reader = sqlite3.connect(path.removesuffix("-wal"))
+        rows = {value for (value,) in reader.execute("SELECT v FROM t")}
+        reader.close()
+        time.sleep(0.02)
+        real(fd)
+        with lock:
+            seen.append((rows, time.monotonic()))
+
+    monkeypatch.setattr(os, "fdatasync", sync)
+    return seen
+
+
+def _insert_from_threads(path, threads, count):
+    """``count`` inserts from each of ``threads`` threads, each with its own connection; ``{value: time the
+    insert returned}``."""
+    import threading
+
+    returned, errors = {}, []
+
+    def write(first):
+        connection = wrapper(path, timeout=30)
+        try:
+            for value in range(first, first + count):
+                insert(connection, value)
+                returned[value] = time.monotonic()
+        except Exception as exc:  # reported below, with the thread's values
+            errors.append((first, exc))
+        finally:
+            connection.close()
+
+    workers = [threading.Thread(target=write, args=(n * 1000,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    assert not errors, f"writers failed: {errors}"
+    return returned
+
+
+def test_threads_of_one_process_share_wal_syncs_and_each_waits_for_its_own(wal_database, slow_wal_syncs):
+    path, connection = wal_database
+    returned = _insert_from_threads(path, threads=8, count=10)
+    assert connection.cursor().execute("SELECT count(*) FROM t").fetchone()[0] == 80, "a write was lost"
+    for value, at in returned.items():
+        covering = [ended for rows, ended in slow_wal_syncs if value in rows and ended <= at]
+        assert covering, f"the insert of {value} returned before a WAL sync begun after its commit had ended"
+    assert len(slow_wal_syncs) <= len(returned) / 2, \
+        f"{len(slow_wal_syncs)} WAL syncs for {len(returned)} concurrent commits: they are not grouped"
+
+
+def test_threads_waiting_for_the_write_lock_all_commit(database):
+    path, connection = database
+    _insert_from_threads(path, threads=8, count=25)
+    assert connection.cursor().execute("SELECT count(*) FROM t").fetchone()[0] == 200, "a write was lost"

@@ -192,27 +192,31 @@ def write_many(batch, *, owner=None):
     The rows are locked (PostgreSQL), new keys inserted with ``ON CONFLICT DO
     NOTHING``, and a key another writer created meanwhile is then updated:
     the same outcome as N concurrent single writes.
+
+    ``_bulk`` spends most of its time here, so the items are built without
+    the ORM (``Item.objects.for_write``, ``built``) and each new metadata is
+    checked and serialised once (``_metadata_text``), that text stored as it is.
     """
     outcomes = [None] * len(batch)
     now = timezone.now()
+    owner_id = owner.pk if owner is not None else None
     with transaction.atomic():
         hashes = [hash_key(write_.key) for write_ in batch]
-        items = _locked_items(hashes)
-        new_items = {}
+        items = Item.objects.for_write(hashes)
+        new_items, new_texts = {}, {}
         for index, (write_, key_hash) in enumerate(zip(batch, hashes)):
             if key_hash in items or write_.delete:
                 continue
-            item = Item(metadata={})
-            item.set_key(write_.key)
             try:
-                _updated(item, write_.metadata, write_.replace, None, owner)
+                metadata, text = _merged(None, write_)
             except ApiError as exc:
                 outcomes[index] = exc
                 continue
-            new_items[key_hash] = item
-        inserted = Item.objects.insert_many(new_items.values())
-        items.update(_locked_items([key_hash for key_hash in new_items if key_hash not in inserted]))
-        changed, doomed = [], []
+            new_items[key_hash] = _new_item(write_.key, key_hash, metadata, owner_id)
+            new_texts[key_hash] = text
+        inserted = Item.objects.insert_many(new_items.values(), list(new_texts.values()))
+        items.update(Item.objects.for_write([key_hash for key_hash in new_items if key_hash not in inserted]))
+        changed, changed_texts, doomed = [], [], []
         for index, (write_, key_hash) in enumerate(zip(batch, hashes)):
             if outcomes[index] is not None:
                 continue
@@ -233,21 +237,52 @@ def write_many(batch, *, owner=None):
                     outcomes[index] = "deleted"
                 continue
             try:
-                _updated(item, write_.metadata, write_.replace, None, owner)
+                item.metadata, text = _merged(item.metadata, write_)
             except ApiError as exc:
                 outcomes[index] = exc
                 continue
+            if owner_id is not None:
+                item.owner_id = owner_id
             item.updated = now
             changed.append(item)
+            changed_texts.append(text)
             outcomes[index] = "updated"
-        if changed:
-            Item.objects.update_many(changed, ["metadata", "owner", "updated"])
+        Item.objects.update_many(changed, changed_texts, owner=owner, updated=now)
         saved = [new_items[key_hash] for key_hash in inserted] + changed
         if saved:
             signals.items_saved.send(sender=Item, items=saved, created_ids={new_items[h].id for h in inserted})
         if doomed:
             _delete_items(doomed)
     return outcomes
+
+
+def _merged(metadata, write_):
+    """The metadata ``write_`` leaves on an item that holds ``metadata`` (None: a new item), and its text.
+
+    As ``_updated`` does, without copying ``metadata``: it was just read
+    from the database for this write alone.
+    """
+    if write_.replace:
+        merged = write_.metadata if write_.metadata is not None else {}
+    elif write_.metadata is not None:
+        merged = json_merge_patch.merge(metadata if metadata is not None else {}, write_.metadata)
+    else:
+        merged = metadata if metadata is not None else {}
+    return merged, _metadata_text(merged)
+
+
+def _metadata_text(metadata):
+    """``check_metadata(metadata)``, and the text a JSONField stores of it (``json.dumps`` with its
+    defaults, so ASCII), walking the value only where that text shows it may fail
+    (``jsontext.may_fail_check``): the walk costs more than the two ``json.dumps``."""
+    try:
+        text = json.dumps(metadata, allow_nan=False)
+        size = len(json.dumps(metadata, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    except (ValueError, UnicodeEncodeError, RecursionError):  # NaN or infinity, a lone surrogate, too deep
+        text = size = None
+    if text is None or size > settings.ISTORE_MAX_METADATA_BYTES or jsontext.may_fail_check(text):
+        check_metadata(metadata)  # raises what a single write would, or finds nothing wrong
+    return text if text is not None else json.dumps(metadata)
 
 
 def upsert_many(entries, *, batch_size=1000, progress=None):
@@ -276,13 +311,14 @@ def upsert_many(entries, *, batch_size=1000, progress=None):
     return outcomes.count("created"), outcomes.count("updated")
 
 
-def _locked_items(hashes):
-    """``{key_hash: Item}`` of the items with these key hashes, rows locked (PostgreSQL)."""
-    found = {}
-    for start in range(0, len(hashes), 1000):
-        chunk = hashes[start : start + 1000]
-        found.update((item.key_hash, item) for item in Item.objects.select_for_update().filter(key_hash__in=chunk))
-    return found
+def _new_item(key, key_hash, metadata, owner_id):
+    """A new Item, unsaved, with every column set (``Item.objects.built``)."""
+    return Item.objects.built({
+        "key": key, "key_hash": key_hash, "key_prefix": key[: keys.PREFIX_CHARS], "dir": keys.dir_of(key),
+        "metadata": metadata, "content_name": "", "content_size": None, "content_type": "", "content_etag": "",
+        "content_md5": "", "content_headers": {}, "content_checksums": {}, "owner_id": owner_id,
+        "created": None, "updated": None,
+    })
 
 
 def _delete_items(items):

@@ -14,8 +14,6 @@ The namespace: one ``Item`` row per key.
   directly (see ``keys.parse_key``).
 """
 
-import json
-
 from django.conf import settings
 from django.db import connections, models, router
 from django.db.models.base import ModelState
@@ -104,20 +102,23 @@ class ItemManager(models.Manager):
     WRITE_COLUMNS = ("id", "key_hash", "key", "key_prefix", "dir", "metadata", "owner_id", "content_name",
                      "content_type", "content_etag")
 
-    def for_write(self, hashes):
-        """``{key_hash: Item}`` of the items with these key hashes, rows locked (PostgreSQL).
+    def for_write(self, hashes, lock=True):
+        """``{key_hash: (Item, metadata text)}`` of the items with these key hashes, their rows
+        locked (PostgreSQL) unless ``lock`` is false.
 
         ``objects.writing.write_many`` reads thousands a second this way. The
         statement is written here and the items built by ``built``, not by
         the ORM, whose query compilation and ``Model.__init__`` cost more
         than the rows: only ``WRITE_COLUMNS`` are read, the others are
-        deferred (reading one loads it, as after ``.only()``).
+        deferred (reading one loads it, as after ``.only()``), the metadata
+        too: it is given as the database's text, for the caller to parse
+        only where it needs the value.
         """
         db = router.db_for_write(self.model)
         connection_ = connections[db]
         quote = connection_.ops.quote_name
         names = ", ".join(quote(column) for column in self.WRITE_COLUMNS)
-        lock = " FOR UPDATE" if connection_.features.has_select_for_update else ""
+        lock = " FOR UPDATE" if lock and connection_.features.has_select_for_update else ""
         found = {}
         with connection_.cursor() as cursor:
             for start in range(0, len(hashes), 1000):
@@ -126,9 +127,8 @@ class ItemManager(models.Manager):
                                f"WHERE {quote('key_hash')} IN ({', '.join(['%s'] * len(chunk))}){lock}", chunk)
                 for row in cursor.fetchall():
                     values = dict(zip(self.WRITE_COLUMNS, row))
-                    if isinstance(values["metadata"], str):  # jsonb comes as text too (Django's loader)
-                        values["metadata"] = json.loads(values["metadata"])
-                    found[values["key_hash"]] = self.built(values, db)
+                    text = values.pop("metadata")  # jsonb comes as text too (Django's loader)
+                    found[values["key_hash"]] = (self.built(values, db), text)
         return found
 
     def built(self, values, db=None):

@@ -169,3 +169,46 @@ def test_a_chunked_stream_through_gunicorn_is_written_line_by_line(gunicorn, ser
     assert response.json() == {"created": count, "updated": 0, "deleted": 0, "errors": []}
     last = requests.get(f"{base}/s/k{count - 1:05d}?meta=1", timeout=30)
     assert last.json()["metadata"] == {"i": count - 1}, "the last line of the stream was written"
+
+
+@pytest.mark.parametrize("text", [
+    '{"key": "k", "metadata": {"a": "nul \\u0000 inside"}}',
+    '{"key": "k", "metadata": {"a": "lone \\uDA00 surrogate"}}',
+    '{"key": "k", "metadata": {"a": 1e400}}',
+    '{"key": "k", "metadata": {"a": -1E+999}}',
+    '{"key": "k", "metadata": {"a": ' + "9" * 250 + 'e60}}',
+    '{"key": "k", "metadata": {"a": ' + "9" * 400 + '.5}}',
+    '{"key": "k", "metadata": {"a": NaN}}',
+    '{"key": "k", "metadata": {"\\u0000": 1}}',
+])
+def test_json_a_database_cannot_store_fails_its_line(api, text):
+    answer = body(bulk(api, "/b/", text + "\n" + ndjson({"key": "ok", "metadata": {}})))
+    assert [(e["line"], e["error"]) for e in answer["errors"]] == [(1, "invalid_json")], answer
+    assert api.keys("/b/") == ["/b/ok"], "the refused line wrote nothing"
+
+
+@pytest.mark.parametrize("text, metadata", [
+    ('{"key": "k", "metadata": {"e": "\\ud83d\\ude00", "n": 1.5e99, "s": "file1000e000"}}',
+     {"e": "\U0001f600", "n": 1.5e99, "s": "file1000e000"}),
+    ('{"key": "k", "metadata": {"digits": "' + "0" * 300 + '", "big": ' + "9" * 300 + '}}',
+     {"digits": "0" * 300, "big": int("9" * 300)}),
+    ('{"key": "k", "metadata": {"text": "caf\u00e9 \\u2603 \\"q\\" back\\\\slash\\nline\\u0001"}}',
+     {"text": "caf\u00e9 \u2603 \"q\" back\\slash\nline\u0001"}),
+])
+def test_json_that_only_looks_suspect_is_stored_as_sent(api, text, metadata):
+    answer = body(bulk(api, "/b/", text + "\n"))
+    assert answer["created"] == 1, answer
+    assert body(api.meta("/b/k"))["metadata"] == metadata, "the value read back is the value sent"
+
+
+@pytest.mark.parametrize("value, fits", [("\u00e9" * 10, True), ("\u00e9" * 11, False), ("\n" * 10, True),
+                                          ("\n" * 11, False), ("x" * 20, True), ("x" * 21, False)])
+def test_the_size_limit_counts_compact_utf8_bytes_on_a_merge(api, settings, value, fits):
+    settings.ISTORE_MAX_METADATA_BYTES = len('{"a":1,"b":""}') + 20  # é is 2 bytes, "\n" is 2 characters
+    api.post("/b/k", {"a": 1})
+    answer = body(bulk(api, "/b/", ndjson({"key": "k", "metadata": {"b": value}})))
+    if fits:
+        assert answer["updated"] == 1, f"{len(value)} × {value[0]!r} fits: {answer}"
+        assert body(api.meta("/b/k"))["metadata"] == {"a": 1, "b": value}
+    else:
+        assert [e["error"] for e in answer["errors"]] == ["metadata_too_large"], answer

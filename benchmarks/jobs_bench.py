@@ -164,6 +164,20 @@ class Reader(threading.Thread):
             self.stopped.wait(max(0.0, self.period - elapsed))
 
 
+def jobs_worker_peak(gunicorn_pid):
+    """Peak resident memory (MiB, VmHWM) of the jobs workers the gunicorn ``gunicorn_pid`` started."""
+    peaks = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+            command = (status.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields["PPid"]) == gunicorn_pid and b"jobs_worker" in command:
+            peaks.append(int(fields["VmHWM"].split()[0]) / 1024)
+    return max(peaks, default=0.0)
+
+
 def summary(values):
     if not values:
         return "no reads"
@@ -242,6 +256,7 @@ def main():
             if job["state"] not in ("queued", "running"):
                 break
             time.sleep(1)
+        peak = jobs_worker_peak(server.pid)
         reader.stopped.set()
         reader.join()
         assert job["state"] == "done", job
@@ -251,6 +266,7 @@ def main():
         print(f"202 answered in {answered * 1000:.0f} ms")
         print(f"job: {elapsed:.1f} s from created to finished ({ran:.1f} s running), "
               f"{len(set(progress))} distinct progress values seen in {len(progress)} polls")
+        print(f"jobs worker's peak resident memory: {peak:.0f} MiB")
         print(f"reads before: {summary(reader.latencies['idle'])}")
         print(f"reads during: {summary(reader.latencies['job'])}; failed reads: {reader.errors}")
     finally:

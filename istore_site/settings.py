@@ -202,7 +202,7 @@ STATIC_ROOT.mkdir(exist_ok=True)
 # Uploads: files past 2.5 MB spool to disk, never to memory, written out as
 # they arrive (objects/payloads.py).
 FILE_UPLOAD_TEMP_DIR = os.environ.get("ISTORE_UPLOAD_TEMP_DIR") or None
-FILE_UPLOAD_HANDLERS = ["objects.payloads.MemoryUploadHandler",
+FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.MemoryFileUploadHandler",
                         "objects.payloads.SpoolingUploadHandler"]
 DATA_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
 

@@ -10,8 +10,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
-from django.core.files.uploadhandler import (FileUploadHandler, MemoryFileUploadHandler,
-                                             TemporaryFileUploadHandler)
+from django.core.files.uploadhandler import FileUploadHandler, TemporaryFileUploadHandler
 from django.http import QueryDict
 from django.http.multipartparser import MultiPartParserError
 
@@ -33,8 +32,6 @@ class Payload:
 class UploadLimitHandler(FileUploadHandler):
     """Stops a multipart upload as soon as it passes ISTORE_MAX_UPLOAD_BYTES."""
 
-    chunk_size = content.CHUNK
-
     def new_file(self, *args, **kwargs):
         super().new_file(*args, **kwargs)
         self.received = 0
@@ -49,24 +46,15 @@ class UploadLimitHandler(FileUploadHandler):
         return None
 
 
-class MemoryUploadHandler(MemoryFileUploadHandler):
-    """Django's in-memory handler of small multipart files (up to ``FILE_UPLOAD_MAX_MEMORY_SIZE``),
-    parsing in the same 1 MiB pieces as ``SpoolingUploadHandler``."""
-
-    chunk_size = content.CHUNK
-
-
 class SpoolingUploadHandler(TemporaryFileUploadHandler):
     """Django's spooling of large multipart files, handing them to the disk while they arrive
     (objects.durable.Writeback), so the fsync before the commit finds little left to write, and
     computing their digests in the same pass (``file.digests``, which
     ``objects.content.store_uploaded_file`` uses rather than reading the file again).
 
-    Django parses a multipart body in pieces of the smallest ``chunk_size`` of its handlers (64 KiB
-    by default): these take 1 MiB, as the raw uploads do, so the parser and the digests see a
-    sixteenth as many pieces."""
-
-    chunk_size = content.CHUNK
+    Django parses the body in pieces of its handlers' ``chunk_size`` (64 KiB): 1 MiB pieces made
+    100 MiB multipart uploads slower, 131 against 180 MB/s (benchmarks/README.md, "Durability"),
+    so the default stays."""
 
     def new_file(self, *args, **kwargs):
         super().new_file(*args, **kwargs)

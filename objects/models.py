@@ -13,15 +13,13 @@ The namespace: one ``Item`` row per key.
 - ``dir`` is the materialized path: the directory the key lists under
   directly (see ``keys.parse_key``).
 """
-
 from django.conf import settings
 from django.db import connections, models, router
-from django.db.models.base import ModelState
 from django.db.models import sql
 from django.db.models.constants import OnConflict
-from django.utils import timezone
 
 from . import keys
+from .batchrows import BatchRows
 from .digests import sha256_hex
 
 
@@ -48,7 +46,7 @@ def hash_key(key):
     return sha256_hex(key)
 
 
-class ItemManager(models.Manager):
+class ItemManager(BatchRows, models.Manager):
     def by_key(self, key, for_update=False):
         """The item at ``key``, or None; ``for_update`` locks its row (PostgreSQL).
 
@@ -98,114 +96,6 @@ class ItemManager(models.Manager):
         item._state.adding, item._state.db = False, db
         return True
 
-    # What a batch write reads of an item it changes, and what the items_saved receivers read of it.
-    WRITE_COLUMNS = ("id", "key_hash", "key", "key_prefix", "dir", "metadata", "owner_id", "content_name",
-                     "content_type", "content_etag")
-
-    def for_write(self, hashes, lock=True):
-        """``{key_hash: (Item, metadata text)}`` of the items with these key hashes, their rows
-        locked (PostgreSQL) unless ``lock`` is false.
-
-        ``objects.writing.write_many`` reads thousands a second this way. The
-        statement is written here and the items built by ``built``, not by
-        the ORM, whose query compilation and ``Model.__init__`` cost more
-        than the rows: only ``WRITE_COLUMNS`` are read, the others are
-        deferred (reading one loads it, as after ``.only()``), the metadata
-        too: it is given as the database's text, for the caller to parse
-        only where it needs the value.
-        """
-        db = router.db_for_write(self.model)
-        connection_ = connections[db]
-        quote = connection_.ops.quote_name
-        names = ", ".join(quote(column) for column in self.WRITE_COLUMNS)
-        lock = " FOR UPDATE" if lock and connection_.features.has_select_for_update else ""
-        found = {}
-        with connection_.cursor() as cursor:
-            for start in range(0, len(hashes), 1000):
-                chunk = hashes[start : start + 1000]
-                cursor.execute(f"SELECT {names} FROM {quote(self.model._meta.db_table)} "
-                               f"WHERE {quote('key_hash')} IN ({', '.join(['%s'] * len(chunk))}){lock}", chunk)
-                for row in cursor.fetchall():
-                    values = dict(zip(self.WRITE_COLUMNS, row))
-                    text = values.pop("metadata")  # jsonb comes as text too (Django's loader)
-                    found[values["key_hash"]] = (self.built(values, db), text)
-        return found
-
-    def built(self, values, db=None):
-        """An Item holding ``values`` (attribute names to Python values), as a row of ``db`` when given.
-
-        What ``Model.__init__`` does, without its per-field defaults and
-        ``pre_init``/``post_init`` signals (no receiver for Item); fields not
-        in ``values`` are deferred. Used by the batch write path only.
-        """
-        item = self.model.__new__(self.model)
-        item.__dict__.update(values)
-        item._state = ModelState()
-        if db is not None:
-            item._state.adding, item._state.db = False, db
-        return item
-
-    def insert_many(self, items, metadata_texts):
-        """INSERT the ``items`` whose keys no item has, 500 rows a statement;
-        the set of key hashes inserted (those items get their ``id``).
-        ``metadata_texts`` holds each item's metadata as ``json_parameter`` text.
-
-        ``insert_new`` for many: a key a concurrent writer created is skipped,
-        not an error. The statement is written here rather than compiled by the
-        ORM, which spends more time preparing each value than the database
-        spends storing it (``_bulk`` inserts tens of thousands a second).
-        """
-        items = list(items)
-        if not items:
-            return set()
-        db = router.db_for_write(self.model)
-        connection_ = connections[db]
-        fields = [f for f in self.model._meta.concrete_fields if not f.primary_key]
-        now = timezone.now()
-        prepared = [(field.attname, _preparer(field, connection_, now)) for field in fields]
-        quote = connection_.ops.quote_name
-        head = (f"INSERT INTO {quote(self.model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
-                "VALUES ")
-        row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-        tail = f" ON CONFLICT DO NOTHING RETURNING {quote('id')}, {quote('key_hash')}"
-        by_hash = {item.key_hash: item for item in items}
-        inserted = set()
-        with connection_.cursor() as cursor:
-            for start in range(0, len(items), 500):
-                chunk = items[start : start + 500]
-                params = []
-                for item, text in zip(chunk, metadata_texts[start : start + 500]):
-                    item.created = item.updated = now
-                    params += [json_parameter(connection_, text) if attname == "metadata" else prepare(getattr(item, attname))
-                               for attname, prepare in prepared]
-                cursor.execute(head + ", ".join([row] * len(chunk)) + tail, params)
-                for pk, key_hash in cursor.fetchall():
-                    item = by_hash[key_hash]
-                    item.pk = pk
-                    item._state.adding, item._state.db = False, db
-                    inserted.add(key_hash)
-        return inserted
-
-    def update_many(self, items, metadata_texts, owner=None, updated=None):
-        """UPDATE the metadata (``metadata_texts``: each item's as ``json_parameter`` text), ``updated``
-        and, given an ``owner``, the owner of ``items`` (saved rows): one statement executed many
-        times (pipelined by psycopg). ``bulk_update`` builds a CASE expression per column and row,
-        several times slower."""
-        items = list(items)
-        if not items:
-            return
-        db = router.db_for_write(self.model)
-        connection_ = connections[db]
-        quote = connection_.ops.quote_name
-        when = self.model._meta.get_field("updated").get_db_prep_save(updated or timezone.now(), connection_)
-        columns = ["metadata", "updated"] + (["owner_id"] if owner is not None else [])
-        statement = (f"UPDATE {quote(self.model._meta.db_table)} SET "
-                     f"{', '.join(quote(column) + ' = %s' for column in columns)} WHERE {quote('id')} = %s")
-        tail = [when] + ([owner.pk] if owner is not None else [])
-        with connection_.cursor() as cursor:
-            cursor.executemany(statement, [[json_parameter(connection_, text), *tail, item.pk]
-                                           for item, text in zip(items, metadata_texts)])
-
     def _select_by_key(self, db, name, columns, key, for_update=False):
         connection_ = connections[db]
         sql = self.__dict__.get(name)
@@ -251,31 +141,6 @@ def _fetch_one(connection_, sql, params):
     with connection_.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchone()
-
-
-def _preparer(field, connection_, now):
-    """The function that turns a value of ``field`` into a query parameter: text as it is,
-    ``now`` and an empty JSON object prepared once."""
-    if isinstance(field, (models.CharField, models.TextField)):
-        return lambda value: value
-    if isinstance(field, models.DateTimeField):
-        prepared_now = field.get_db_prep_save(now, connection_)
-        return lambda value: prepared_now if value is now else field.get_db_prep_save(value, connection_)
-    if isinstance(field, models.JSONField):
-        empty = field.get_db_prep_save({}, connection_)
-        return lambda value: empty if value == {} else field.get_db_prep_save(value, connection_)
-    return lambda value: field.get_db_prep_save(value, connection_)
-
-
-def json_parameter(connection_, text):
-    """The query parameter that stores the JSON ``text`` in a JSONField column
-    (jsonb on PostgreSQL, text elsewhere): the text a JSONField would have
-    made of the value (``json.dumps`` with its defaults), not made again."""
-    if connection_.vendor == "postgresql":
-        from psycopg.types.json import Jsonb
-
-        return Jsonb(text, dumps=str)
-    return text
 
 
 def _chain(steps, field, connection_):

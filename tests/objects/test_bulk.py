@@ -188,8 +188,8 @@ def test_json_a_database_cannot_store_fails_its_line(api, text):
 
 
 @pytest.mark.parametrize("text, metadata", [
-    ('{"key": "k", "metadata": {"e": "\\ud83d\\ude00", "n": 1.5e99, "s": "file1000e000"}}',
-     {"e": "\U0001f600", "n": 1.5e99, "s": "file1000e000"}),
+    ('{"key": "k", "metadata": {"e": "\\ud83d\\ude00", "n": 2.5e-05, "s": "file1000e000"}}',
+     {"e": "\U0001f600", "n": 2.5e-05, "s": "file1000e000"}),
     ('{"key": "k", "metadata": {"digits": "' + "0" * 300 + '", "big": ' + "9" * 300 + '}}',
      {"digits": "0" * 300, "big": int("9" * 300)}),
     ('{"key": "k", "metadata": {"text": "caf\u00e9 \\u2603 \\"q\\" back\\\\slash\\nline\\u0001"}}',

@@ -272,9 +272,17 @@ class ThreadWorker(gthread.ThreadWorker):
         return keepalive
 
     def _linger(self, conn):
-        """True once the connection's next request (or its close) can be read within
-        ``KEEPALIVE_LINGER``; False at once when a connection is queued for a thread."""
-        if not self.alive or self.queued > 0:
+        """True once the connection's next request (or its close) can be read: at once when the
+        client sent it with the last one (pipelining), else within ``KEEPALIVE_LINGER`` unless a
+        connection is queued for a thread."""
+        if not self.alive:
+            return False
+        # gunicorn's parser may already hold the next request; the socket then shows nothing to
+        # read, and a connection handed to the poller would wait for it until its keep-alive ends.
+        with conn.parser.unreader.buf.getbuffer() as buffered:
+            if buffered.nbytes:
+                return True
+        if self.queued > 0:
             return False
         poller = select.poll()
         poller.register(conn.sock, select.POLLIN)

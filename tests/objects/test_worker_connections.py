@@ -7,6 +7,7 @@ keeps a queued connection waiting for long.
 """
 import http.client
 import os
+import re
 import socket
 import time
 from pathlib import Path
@@ -137,3 +138,22 @@ def test_a_waiting_thread_does_not_hold_up_a_queued_connection(tmp_path):
         assert waited < 2, f"the second client waited {waited:.1f} s behind an idle kept connection"
     finally:
         stop_gunicorn(process)
+
+
+def test_pipelined_requests_are_all_answered(two_workers):
+    """Three requests sent in one write (HTTP/1.1 pipelining) get three answers, in order."""
+    base, _ = two_workers
+    client = socket.create_connection(("127.0.0.1", urlsplit(base).port), timeout=10)
+    client.sendall(b"GET /_health HTTP/1.1\r\nHost: istore\r\n\r\n"
+                   b"GET /nowhere/at/all?meta=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                   b"GET /_health HTTP/1.1\r\nHost: istore\r\n\r\n")
+    received = b""
+    deadline = time.monotonic() + 10
+    while received.count(b"HTTP/1.1 ") < 3 and time.monotonic() < deadline:
+        chunk = client.recv(65536)
+        if not chunk:
+            break
+        received += chunk
+    client.close()
+    statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", received)
+    assert statuses == [b"200", b"404", b"200"], f"three pipelined requests were answered {statuses}"

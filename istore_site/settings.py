@@ -303,6 +303,9 @@ ISTORE_SEARCH_EXPANSION = env_int("ISTORE_SEARCH_EXPANSION", 128)
 ISTORE_SEARCH_CONNECTIVITY = env_int("ISTORE_SEARCH_CONNECTIVITY", 16)
 ISTORE_SEARCH_EXPANSION_ADD = env_int("ISTORE_SEARCH_EXPANSION_ADD", 128)
 ISTORE_SEARCH_INDEX_DTYPE = os.environ.get("ISTORE_SEARCH_INDEX_DTYPE", "f32")
+# Vectors _create_index reads from the database and adds to the index at a time
+# (its memory beside the index: 10,000 x 1280 float32 is 51 MB, twice).
+ISTORE_SEARCH_BUILD_BATCH = max(1, env_int("ISTORE_SEARCH_BUILD_BATCH", 10000))
 
 # Recognition (recognition/): compute the built-in features of every picture
 # that is written, in the background, as jobs. `make run` turns it on.

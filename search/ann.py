@@ -69,35 +69,59 @@ def _new_index(params):
     )
 
 
-def _build_one(directory, field, dim, watermark, total, progress):
-    space = space_of(field)
-    rows = exact.rows_under(field, dim, directory).filter(id__lte=watermark)
-    packed = exact.fetch(rows, dim, progress=lambda done: progress("reading", done, total), space=space)
-    params = space.index_params(dim)
-    index = _new_index(params)
-    count = len(packed)
-    step = max(count // 200, 1)
-
-    stopped = []
+def _reporter(report, base, step):
+    """usearch's progress callback for one batch (usearch checks its annotations)."""
 
     def added(done: int, total: int) -> bool:
-        if done % step == 0 or done == total:
-            try:
-                progress("indexing", done, total)
-            except BaseException as exc:  # a job cancelled: stop usearch, raise it below
-                stopped.append(exc)
-                return False
+        return done % step != 0 or report(base + done)
+
+    return added
+
+
+def _build_one(directory, field, dim, watermark, total, progress):
+    """Index the rows of (directory, field, dim) up to ``watermark``.
+
+    The rows are streamed (``exact.stream``) and added to the index a batch
+    at a time, so memory holds the index and one batch, never every vector
+    twice. usearch adds each batch on all cores. ``progress`` counts each
+    vector once read and once indexed (``2 * total``).
+    """
+    space = space_of(field)
+    rows = exact.rows_under(field, dim, directory).filter(id__lte=watermark)
+    params = space.index_params(dim)
+    index = _new_index(params)
+    count = 0
+    step = max(total // 100, 1)
+    stopped = []
+
+    def report(done):
+        try:
+            progress("indexing", min(done, 2 * total), 2 * total)
+        except BaseException as exc:  # a job cancelled: stop usearch, raise it below
+            stopped.append(exc)
+            return False
         return True
 
-    try:
-        if count:
-            index.add(packed.row_ids.astype(np.uint64), packed.matrix, threads=0, progress=added)
-    except RuntimeError:  # usearch's "Operation has been terminated", when added() said stop
-        if not stopped:
-            raise
+    parts = exact.stream(rows, dim, space=space, batch=settings.ISTORE_SEARCH_BUILD_BATCH)
+    for part in parts:
+        read = count + len(part)
+        if not report(count + read):
+            break
+
+        try:
+            index.add(part.row_ids.astype(np.uint64), space.index_rows(part.matrix, params), threads=0,
+                      progress=_reporter(report, count + read, step))
+        except RuntimeError:  # usearch's "Operation has been terminated", when added() said stop
+            if not stopped:
+                raise
+        if stopped:
+            break
+        count = read
+        del part
+    parts.close()  # on PostgreSQL: ends the read transaction if the loop stopped early
     if stopped:
         raise stopped[0]
-    del packed
+    report(2 * count)
     slot = slot_of(directory, field)
     with tempfile.TemporaryDirectory(dir=settings.FILE_UPLOAD_TEMP_DIR) as scratch:
         path = os.path.join(scratch, "index.usearch")
@@ -235,7 +259,7 @@ def load(record):
 # --- Searching ---------------------------------------------------------------
 
 
-def _live_candidates(index, queries, limit, dim, space):
+def _live_candidates(index, params, queries, limit, dim, space):
     """Index hits (for any of the query rows) whose rows still exist, at least
     ``limit`` of them when the index has that many live; None when too many
     have gone since the build."""
@@ -246,7 +270,7 @@ def _live_candidates(index, queries, limit, dim, space):
         labels = []
         with _search_lock:
             for query in queries:
-                labels.append(index.search(space.index_query(query), count, threads=1).keys.astype(np.int64))
+                labels.append(index.search(space.index_query(query, params), count, threads=1).keys.astype(np.int64))
         live = exact.fetch_ids(np.unique(np.concatenate(labels)), dim, space)
         if len(live) >= limit or count >= size:
             return live
@@ -268,18 +292,23 @@ def search(directory, field, dim, queries, limit, max_distance=None):
     except Exception:  # noqa: BLE001 - a missing or broken file must not fail searches
         logger.warning("index %s unusable; searching exactly", record.storage_name, exc_info=True)
         return exact.search(directory, field, dim, queries, limit, max_distance)
-    stale_after = max(exact.RELOAD_AFTER, record.count // 8)
-    written = exact.rows_under(field, dim, directory, after=record.watermark)
-    with keyrange.index_walk(written.db):
-        written_past_stale = bool(list(written.values_list("id", flat=True)[stale_after : stale_after + 1]))
-    if written_past_stale:
-        # Much was written since the build: the exact path (with its cached
-        # snapshot) beats scanning all of it on every query. Rebuild the index.
-        return exact.search(directory, field, dim, queries, limit, max_distance)
     space = space_of(field)
-    live = _live_candidates(index, queries, limit, dim, space)
+    live = _live_candidates(index, record.params, queries, limit, dim, space)
     if live is None:  # most of the index's neighbours are gone: rebuild it
         return exact.search(directory, field, dim, queries, limit, max_distance)
-    changed = exact.changed_since(directory, field, dim, record.watermark)
+    # The rows written since the build, read after the index's hits (a row
+    # replaced meanwhile is then seen as new rather than missed). Usually
+    # there are few: one query reads them and tells.
+    written = exact.rows_under(field, dim, directory, after=record.watermark)
+    changed = exact.fetch(written[: exact.RELOAD_AFTER + 1], dim, space=space)
+    if len(changed) > exact.RELOAD_AFTER:
+        stale_after = max(exact.RELOAD_AFTER, record.count // 8)
+        with keyrange.index_walk(written.db):
+            written_past_stale = bool(list(written.values_list("id", flat=True)[stale_after : stale_after + 1]))
+        if written_past_stale:
+            # Much was written since the build: the exact path (with its cached
+            # snapshot) beats scanning all of it on every query. Rebuild the index.
+            return exact.search(directory, field, dim, queries, limit, max_distance)
+        changed = exact.changed_since(directory, field, dim, record.watermark)
     return exact.nearest(exact.Packed.concat([live, changed], dim, space), queries, limit, space, max_distance)
 

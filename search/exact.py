@@ -120,6 +120,45 @@ def fetch(queryset, dim, progress=None, space=ANGULAR):
     return Packed.concat(parts, dim, space)
 
 
+def stream(queryset, dim, space=ANGULAR, batch=FETCH):
+    """Yield the ``(id, item_id, vector)`` rows of ``queryset`` as Packed
+    batches of at most ``batch`` rows, never holding more than one batch.
+
+    For reads too large to hold at once (``search.ann`` building an index
+    of millions of vectors). On PostgreSQL the rows come through a
+    server-side cursor inside a read-only transaction (psycopg would
+    otherwise receive the whole result before the first row), planned as
+    ``keyrange.index_walk`` plans (``enable_sort`` off for the
+    transaction); SQLite's cursor steps through the statement as rows are
+    fetched.
+    """
+    sql, params = queryset.values_list("id", "item_id", "vector").query.sql_with_params()
+    connection = connections[queryset.db]
+    width = space.width(dim)
+
+    def packed(rows):
+        row_ids, item_ids, blobs = zip(*rows)
+        matrix = np.frombuffer(b"".join(blobs), dtype=space.dtype).reshape(len(rows), width)
+        return Packed(np.array(row_ids, np.int64), np.array(item_ids, np.int64), matrix)
+
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            while rows := cursor.fetchmany(batch):
+                yield packed(rows)
+        return
+    with transaction.atomic(using=queryset.db):
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_sort = off")
+        # Inside a transaction Django's chunked cursor is a named (server-side)
+        # cursor without HOLD: rows are sent as they are fetched.
+        with connection.chunked_cursor() as cursor:
+            cursor.itersize = batch
+            cursor.execute(sql, params)
+            while rows := cursor.fetchmany(batch):
+                yield packed(rows)
+
+
 def fetch_ids(row_ids, dim, space=ANGULAR):
     """The Vector rows with these ids that still exist, as a Packed."""
     row_ids = [int(i) for i in row_ids]

@@ -66,16 +66,35 @@ class Angular:
         return best
 
     def index_params(self, dim):
+        dtype = settings.ISTORE_SEARCH_INDEX_DTYPE
         return {
             "ndim": dim,
-            "metric": "ip",  # rows are unit vectors: inner product is cosine
-            "dtype": settings.ISTORE_SEARCH_INDEX_DTYPE,
+            # Rows are unit vectors: inner product is cosine. i8 rows are
+            # rescaled (index_rows), so there usearch divides by the norms.
+            "metric": "cos" if dtype == "i8" else "ip",
+            "dtype": dtype,
             "connectivity": settings.ISTORE_SEARCH_CONNECTIVITY,
             "expansion_add": settings.ISTORE_SEARCH_EXPANSION_ADD,
         }
 
-    def index_query(self, query):
-        return query.astype(DTYPE)
+    def index_rows(self, matrix, params):
+        """Rows as the index is given them.
+
+        usearch turns a float into i8 as ``trunc(x * 127)``: the numbers of a
+        1280-long unit vector (about 0.03 each) would keep one or two bits.
+        So for an i8 index each row is scaled to a largest magnitude of 1
+        (the cosine does not change) and rounded to the nearest 127th, nudged
+        half a step outwards so that the truncation keeps that rounding.
+        """
+        if params.get("dtype") != "i8":
+            return matrix
+        rows = np.asarray(matrix, dtype=np.float32)
+        peak = np.abs(rows).max(axis=1, keepdims=True)
+        steps = np.rint(rows * (127 / np.where(peak > 0, peak, 1)))
+        return ((steps + 0.5 * np.sign(steps)) / 127).astype(DTYPE)
+
+    def index_query(self, query, params):
+        return self.index_rows(query.astype(DTYPE)[None], params)[0]
 
 
 class Hamming:
@@ -112,7 +131,10 @@ class Hamming:
             "expansion_add": settings.ISTORE_SEARCH_EXPANSION_ADD,
         }
 
-    def index_query(self, query):
+    def index_rows(self, matrix, params):
+        return matrix
+
+    def index_query(self, query, params):
         return query.astype(np.uint8)
 
 

@@ -41,6 +41,13 @@ def test_contract_example_with_index(contract, no_full_scan):
     assert keys_of(search(contract, CONTRACT_DIR, vector=[0.5, 0.8], by="vec")) == CONTRACT_ORDER
 
 
+def test_built_batch_by_batch(contract, settings, no_full_scan):
+    settings.ISTORE_SEARCH_BUILD_BATCH = 3  # the contract's 4 vectors: two batches
+    assert create_index(contract, CONTRACT_DIR, "vec")["indexed"] == 4, "both batches are counted"
+    assert keys_of(search(contract, CONTRACT_DIR, to=TO, by="vec", limit=10)) == CONTRACT_ORDER, (
+        "the vectors of both batches are found through the index")
+
+
 def test_same_answers_with_and_without_index(contract):
     before = search(contract, CONTRACT_DIR, to=TO, by="vec")
     create_index(contract, CONTRACT_DIR, "vec")
@@ -104,9 +111,12 @@ def test_one_index_per_vector_length(api):
     assert sorted(VectorIndex.objects.values_list("dim", flat=True)) == [3]
 
 
-def test_recall_against_exact(db, settings, tmp_path):
+@pytest.mark.parametrize("dtype", ["f32", "f16", "i8"])
+def test_recall_against_exact(db, settings, tmp_path, dtype):
     settings.STORAGES = {**settings.STORAGES, "default": {
         "BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(tmp_path)}}}
+    settings.ISTORE_SEARCH_INDEX_DTYPE = dtype
+    settings.ISTORE_SEARCH_BUILD_BATCH = 1000  # three batches
     rng = np.random.default_rng(3)
     vectors = rng.standard_normal((3000, 32))
     writing.upsert_many([(f"/rc/{i:05d}", {"e": v.tolist()}) for i, v in enumerate(vectors)])
@@ -118,7 +128,8 @@ def test_recall_against_exact(db, settings, tmp_path):
         got = ann.search("/rc/", "e", 32, query, 10)
         assert [d for _, d in got] == sorted(d for _, d in got)
         hits += len(want & {item.key for item, _ in got})
-    assert hits / 400 >= 0.95
+    assert VectorIndex.objects.get().count == 3000, "every batch was indexed"
+    assert hits / 400 >= 0.95, f"recall@10 of a {dtype} index: {hits / 400}"
 
 
 def test_many_deleted_since_build_falls_back_to_exact(api):

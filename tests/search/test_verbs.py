@@ -69,6 +69,7 @@ def test_non_finite_vector_rejected(contract):
     # Whether the body reader refuses NaN/Infinity or reads them, it is a 400.
     error_of(verb(contract, CONTRACT_DIR + "_search", b'{"similar": {"by": "vec", "vector": [NaN, 1]}}'), 400)
     error_of(verb(contract, CONTRACT_DIR + "_search", b'{"similar": {"by": "vec", "vector": [1e999, 1]}}'), 400)
+    error_of(verb(contract, CONTRACT_DIR + "_search", b'{"similar": {"by": "vec", "vector": [0.5, 1e999]}}'), 400)
     from objects.errors import BadRequest
     from search.verbs import search as search_verb
 

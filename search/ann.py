@@ -35,10 +35,10 @@ from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
 
-from . import exact
+from . import exact, freshness
 from .models import Vector, VectorIndex, slot_of
 from .spaces import space_of
-from objects import content, keyrange
+from objects import content
 from objects.errors import NotFound
 
 logger = logging.getLogger(__name__)
@@ -297,18 +297,12 @@ def search(directory, field, dim, queries, limit, max_distance=None):
     if live is None:  # most of the index's neighbours are gone: rebuild it
         return exact.search(directory, field, dim, queries, limit, max_distance)
     # The rows written since the build, read after the index's hits (a row
-    # replaced meanwhile is then seen as new rather than missed). Usually
-    # there are few: one query reads them and tells.
-    written = exact.rows_under(field, dim, directory, after=record.watermark)
-    changed = exact.fetch(written[: exact.RELOAD_AFTER + 1], dim, space=space)
-    if len(changed) > exact.RELOAD_AFTER:
-        stale_after = max(exact.RELOAD_AFTER, record.count // 8)
-        with keyrange.index_walk(written.db):
-            written_past_stale = bool(list(written.values_list("id", flat=True)[stale_after : stale_after + 1]))
-        if written_past_stale:
-            # Much was written since the build: the exact path (with its cached
-            # snapshot) beats scanning all of it on every query. Rebuild the index.
-            return exact.search(directory, field, dim, queries, limit, max_distance)
-        changed = exact.changed_since(directory, field, dim, record.watermark)
+    # replaced meanwhile is then seen as new rather than missed).
+    changed = freshness.written_since(directory, field, dim, record.watermark,
+                                      max(exact.RELOAD_AFTER, record.count // 8))
+    if changed is None:
+        # Much was written since the build: the exact path (with its cached
+        # snapshot) beats scanning all of it on every query. Rebuild the index.
+        return exact.search(directory, field, dim, queries, limit, max_distance)
     return exact.nearest(exact.Packed.concat([live, changed], dim, space), queries, limit, space, max_distance)
 

@@ -150,13 +150,24 @@ def stream(queryset, dim, space=ANGULAR, batch=FETCH):
     with transaction.atomic(using=queryset.db):
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL enable_sort = off")
-        # Inside a transaction Django's chunked cursor is a named (server-side)
-        # cursor without HOLD: rows are sent as they are fetched.
-        with connection.chunked_cursor() as cursor:
-            cursor.itersize = batch
-            cursor.execute(sql, params)
-            while rows := cursor.fetchmany(batch):
-                yield packed(rows)
+        try:
+            # Inside a transaction Django's chunked cursor is a named (server-side)
+            # cursor without HOLD: rows are sent as they are fetched.
+            with connection.chunked_cursor() as cursor:
+                cursor.itersize = batch
+                cursor.execute(sql, params)
+                while rows := cursor.fetchmany(batch):
+                    yield packed(rows)
+        except GeneratorExit:  # the reader stopped early (an error rolls the setting back itself)
+            _default_sort(connection)
+            raise
+        _default_sort(connection)
+
+
+def _default_sort(connection):
+    """Inside an outer transaction a SET LOCAL would outlive ``stream``'s savepoint."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_sort TO DEFAULT")
 
 
 def fetch_ids(row_ids, dim, space=ANGULAR):

@@ -5,7 +5,7 @@ import json
 import pytest
 from django.test import Client
 
-from search import ann, exact
+from search import ann, exact, freshness
 
 
 @pytest.fixture(autouse=True)
@@ -13,9 +13,11 @@ def fresh_caches():
     """Per-process caches must not outlive a test: its rolled-back ids are reused."""
     ann.clear_cache()
     exact.clear_cache()
+    freshness.clear_cache()
     yield
     ann.clear_cache()
     exact.clear_cache()
+    freshness.clear_cache()
 
 
 @pytest.fixture

@@ -237,3 +237,23 @@ def test_much_written_since_build_searches_exactly(contract, monkeypatch):
     results = search(contract, CONTRACT_DIR, to=TO, by="vec", limit=5)
     assert keys_of(results) == [TO, "/path/vec/n1", "/path/vec/n2", "/path/vec/n3", "/path/vec/n4"]
     assert len(calls) == 1
+
+
+def test_rows_written_since_the_build_stay_found_as_other_directories_grow(api_tx, no_full_scan):
+    for i in range(20):
+        post_item(api_tx, f"/fresh/{i:03d}", {"v": [1, 0.05 * (i + 1)]})
+    create_index(api_tx, "/fresh/", "v")
+    for i in range(30):  # written after the build, elsewhere: walked once by this process
+        post_item(api_tx, f"/elsewhere/{i:03d}", {"v": [1, 0]})
+    assert keys_of(search(api_tx, "/fresh/", vector=[1, 0], by="v", limit=1)) == ["/fresh/000"]
+    post_item(api_tx, "/fresh/new", {"v": [1, 0.001]})
+    assert keys_of(search(api_tx, "/fresh/", vector=[1, 0], by="v", limit=1)) == ["/fresh/new"], (
+        "a row written under the directory after the last search is found")
+    assert keys_of(search(api_tx, "/fresh/", vector=[1, 0], by="v", limit=1)) == ["/fresh/new"], (
+        "and still found when the search remembers it")
+    assert api_tx.delete("/fresh/new").status_code == 200
+    assert keys_of(search(api_tx, "/fresh/", vector=[1, 0], by="v", limit=1)) == ["/fresh/000"], (
+        "a remembered row that was deleted is not returned")
+    post_item(api_tx, "/fresh/001", {"v": [1, 0.0001]})  # changed: a new row replaces the indexed one
+    assert keys_of(search(api_tx, "/fresh/", vector=[1, 0], by="v", limit=2)) == ["/fresh/001", "/fresh/000"], (
+        "a changed vector is ranked by its new value, once")

@@ -307,7 +307,7 @@ def step_query(args):
     latencies.sort()
     print(f"_search by _embedding over {args.items:,} through HTTP: p50 {statistics.median(latencies):.1f} ms, "
           f"p95 {latencies[int(0.95 * (len(latencies) - 1))]:.1f} ms, recall@10 {hits / (10 * len(queries)):.4f} "
-          f"({len(queries)} queries; load before {os.getloadavg()[0]:.2f})", flush=True)
+          f"({len(queries)} queries; load average {os.getloadavg()[0]:.2f} at the end)", flush=True)
 
 
 def main():

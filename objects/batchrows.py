@@ -114,11 +114,7 @@ class BatchRows:
                     params += [json_parameter(connection_, text) if attname == "metadata" else prepare(getattr(item, attname))
                                for attname, prepare in prepared]
                 cursor.execute(head + ", ".join([row] * len(chunk)) + tail, params)
-                for pk, key_hash in cursor.fetchall():
-                    item = by_hash[key_hash]
-                    item.pk = pk
-                    item._state.adding, item._state.db = False, db
-                    inserted.add(key_hash)
+                inserted |= _saved(cursor.fetchall(), by_hash, db)
         return inserted
 
     def _insert_columns(self, items, metadata_texts, fields, now, db, by_hash):
@@ -138,15 +134,9 @@ class BatchRows:
             item.created = item.updated = now
             rows.append(json.dumps([stamp if is_time else getattr(item, name) for name, is_time in names])[:-1]
                         + "," + text + "]")
-        inserted = set()
         with connection_.cursor() as cursor:
             cursor.execute(statement, ["[" + ",".join(rows) + "]"])
-            for pk, key_hash in cursor.fetchall():
-                item = by_hash[key_hash]
-                item.pk = pk
-                item._state.adding, item._state.db = False, db
-                inserted.add(key_hash)
-        return inserted
+            return _saved(cursor.fetchall(), by_hash, db)
 
     def update_many(self, items, metadata_texts, owner=None, updated=None):
         """UPDATE the metadata (``metadata_texts``: each item's as ``json_parameter`` text), ``updated``
@@ -222,3 +212,13 @@ def json_parameter(connection_, text):
 
         return Jsonb(text, dumps=str)
     return text
+
+
+def _saved(returned, by_hash, db):
+    """Mark the items of ``by_hash`` (key hash -> item) whose ``(id, key_hash)`` rows came back from
+    an INSERT as saved in ``db``; their key hashes."""
+    for pk, key_hash in returned:
+        item = by_hash[key_hash]
+        item.pk = pk
+        item._state.adding, item._state.db = False, db
+    return {key_hash for _, key_hash in returned}

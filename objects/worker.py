@@ -214,7 +214,9 @@ def _readable(sock):
 
 
 class ThreadWorker(gthread.ThreadWorker):
-    """gunicorn's gthread worker with JSON parser errors and a watchdog for stuck requests."""
+    """gunicorn's gthread worker with JSON parser errors, a watchdog for stuck requests, keep-alive
+    requests served by the thread that answered the last one, and new connections balanced over
+    the worker processes (see the module docstring)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -77,9 +77,9 @@ class Board:
 
 def _alive(pid):
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # PermissionError: alive, under another user
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
     return True

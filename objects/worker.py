@@ -238,9 +238,9 @@ class ThreadWorker(gthread.ThreadWorker):
                 if not _readable(listener):
                     return
         super().accept(listener)
-        self._publish()
 
     def wait_for_and_dispatch_events(self, timeout):
+        # Every accept, close and hand-off is an event of this loop: publish once after them.
         super().wait_for_and_dispatch_events(timeout)
         self._publish()
 

@@ -106,12 +106,13 @@ def test_a_request_after_a_pause_on_a_kept_connection_is_answered(two_workers):
     next request is still answered on the same connection."""
     base, _ = two_workers
     connection = http.client.HTTPConnection(urlsplit(base).hostname, urlsplit(base).port, timeout=10)
+    connection.connect()
+    first = connection.sock
     for index in range(3):
         connection.request("GET", "/_health")
         response = connection.getresponse()
         assert response.status == 200, f"request {index} after a pause answered {response.status}"
         response.read()
-        first = first if index else connection.sock
         time.sleep(KEEPALIVE_LINGER * 4)
     assert connection.sock is first, "the server closed a keep-alive connection during a pause"
     connection.close()

@@ -1,4 +1,4 @@
--- wrk script: every request POSTs metadata to a new key.
+-- wrk script: every request POSTs metadata to a new key (a new one in every run).
 local counter = 0
 local thread_id = 0
 local threads = {}
@@ -10,6 +10,12 @@ end
 
 function init(args)
   prefix = args[1] or "/bench/w/"
+  -- LuaJIT's generator starts from the same seed in every run: without this,
+  -- a second run would POST to the first run's keys again (updates, not new keys).
+  local urandom = io.open("/dev/urandom", "rb")
+  local bytes = urandom:read(4)
+  urandom:close()
+  math.randomseed(bytes:byte(1) * 16777216 + bytes:byte(2) * 65536 + bytes:byte(3) * 256 + bytes:byte(4) + id)
 end
 
 request = function()

@@ -93,37 +93,50 @@ class BatchRows:
             return set()
         db = router.db_for_write(self.model)
         connection_ = connections[db]
-        fields = [f for f in self.model._meta.concrete_fields if not f.primary_key]
         now = timezone.now()
-        prepared = [(field.attname, _preparer(field, connection_, now)) for field in fields]
-        quote = connection_.ops.quote_name
-        head = (f"INSERT INTO {quote(self.model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
-                "VALUES ")
-        row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-        tail = f" ON CONFLICT DO NOTHING RETURNING {quote('id')}, {quote('key_hash')}"
         by_hash = {item.key_hash: item for item in items}
-        inserted = set()
         if connection_.vendor == "postgresql":
-            return self._insert_columns(items, metadata_texts, fields, now, db, by_hash)
+            return self._insert_columns(items, metadata_texts, now, db, by_hash)
+        columns, head, row, tail = self._insert_statement(db)
+        stamp = self.model._meta.get_field("created").get_db_prep_save(now, connection_)
+        inserted = set()
         with connection_.cursor() as cursor:
             for start in range(0, len(items), 500):
                 chunk = items[start : start + 500]
                 params = []
                 for item, text in zip(chunk, metadata_texts[start : start + 500]):
                     item.created = item.updated = now
-                    params += [json_parameter(connection_, text) if attname == "metadata" else prepare(getattr(item, attname))
-                               for attname, prepare in prepared]
+                    params += [text if attname == "metadata" else stamp if is_time else prepare(getattr(item, attname))
+                               for attname, is_time, prepare in columns]
                 cursor.execute(head + ", ".join([row] * len(chunk)) + tail, params)
                 inserted |= _saved(cursor.fetchall(), by_hash, db)
         return inserted
 
-    def _insert_columns(self, items, metadata_texts, fields, now, db, by_hash):
+    def _insert_statement(self, db):
+        """``(columns, head, row, tail)`` of insert_many's statement on SQLite, written once per manager:
+        ``columns`` are ``(attname, is_time, prepare)``, ``prepare`` making a field's query parameter
+        of a value."""
+        cache = self.__dict__.setdefault("_insert_statements", {})
+        if db not in cache:
+            connection_ = connections[db]
+            quote = connection_.ops.quote_name
+            fields = [f for f in self.model._meta.concrete_fields if not f.primary_key]
+            columns = [(f.attname, isinstance(f, models.DateTimeField), _preparer(f, connection_)) for f in fields]
+            head = (f"INSERT INTO {quote(self.model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+                    "VALUES ")
+            row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+            tail = f" ON CONFLICT DO NOTHING RETURNING {quote('id')}, {quote('key_hash')}"
+            cache[db] = columns, head, row, tail
+        return cache[db]
+
+    def _insert_columns(self, items, metadata_texts, now, db, by_hash):
         """insert_many on PostgreSQL: the rows as one JSON array, ``INSERT ... SELECT ... FROM
         json_array_elements(%s)`` (``rows_from_json``)."""
         connection_ = connections[db]
         quote = connection_.ops.quote_name
         # The metadata last, its text spliced in as it is; every other value through one json.dumps a row.
-        fields = [field for field in fields if field.attname != "metadata"] + [self.model._meta.get_field("metadata")]
+        fields = [field for field in self.model._meta.concrete_fields if not field.primary_key and field.attname != "metadata"]
+        fields.append(self.model._meta.get_field("metadata"))
         statement = (f"INSERT INTO {quote(self.model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
                      f"{rows_from_json(connection_, fields)} "
                      f"ON CONFLICT DO NOTHING RETURNING {quote('id')}, {quote('key_hash')}")
@@ -170,14 +183,11 @@ class BatchRows:
                                            for item, text in zip(items, metadata_texts)])
 
 
-def _preparer(field, connection_, now):
-    """The function that turns a value of ``field`` into a query parameter: text as it is,
-    ``now`` and an empty JSON object prepared once."""
+def _preparer(field, connection_):
+    """The function that turns a value of ``field`` into a query parameter: text as it is, an
+    empty JSON object prepared once."""
     if isinstance(field, (models.CharField, models.TextField)):
         return lambda value: value
-    if isinstance(field, models.DateTimeField):
-        prepared_now = field.get_db_prep_save(now, connection_)
-        return lambda value: prepared_now if value is now else field.get_db_prep_save(value, connection_)
     if isinstance(field, models.JSONField):
         empty = field.get_db_prep_save({}, connection_)
         return lambda value: empty if value == {} else field.get_db_prep_save(value, connection_)

@@ -13,10 +13,10 @@ The namespace: one ``Item`` row per key.
 - ``dir`` is the materialized path: the directory the key lists under
   directly (see ``keys.parse_key``).
 """
+import json
+
 from django.conf import settings
 from django.db import connections, models, router
-from django.db.models import sql
-from django.db.models.constants import OnConflict
 
 from . import keys
 from .batchrows import BatchRows
@@ -76,25 +76,14 @@ class ItemManager(BatchRows, models.Manager):
         """INSERT ``item`` unless an item with its key exists; True when it was
         inserted (and ``item.id`` is set).
 
-        One statement, ``ON CONFLICT DO NOTHING RETURNING id``: a concurrent
+        One statement, ``ON CONFLICT DO NOTHING RETURNING``: a concurrent
         creator of the same key makes it a no-op, where a plain INSERT would
         raise an IntegrityError that only a savepoint (two more round trips
-        on PostgreSQL) could recover the transaction from.
+        on PostgreSQL) could recover the transaction from. Written by
+        ``insert_many`` rather than compiled by the ORM: on SQLite the write
+        lock is held meanwhile, and the ORM's compilation was half of it.
         """
-        db = router.db_for_write(self.model)
-        query = sql.InsertQuery(self.model, on_conflict=OnConflict.IGNORE)
-        query.insert_values([f for f in self.model._meta.concrete_fields if not f.primary_key], [item])
-        compiler = query.get_compiler(db)
-        compiler.returning_fields = [self.model._meta.pk]
-        [(statement, params)] = compiler.as_sql()
-        with connections[db].cursor() as cursor:
-            cursor.execute(statement, params)
-            row = cursor.fetchone()
-        if row is None:
-            return False
-        item.pk = row[0]
-        item._state.adding, item._state.db = False, db
-        return True
+        return bool(self.insert_many([item], [json.dumps(item.metadata)]))
 
     def _select_by_key(self, db, name, columns, key, for_update=False):
         connection_ = connections[db]

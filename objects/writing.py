@@ -84,12 +84,12 @@ def _updated(item, metadata, replace, stored, owner=None):
     return old_content
 
 
-def _create(key, metadata, replace, stored, owner):
-    """Insert a new item, or return None when another writer created the key first."""
+def _item_to_create(key, metadata, replace, stored, owner):
+    """The item a write would create at ``key``, unsaved."""
     item = Item(metadata={})
     item.set_key(key)
     _updated(item, metadata, replace, stored, owner)
-    return item if Item.objects.insert_new(item) else None
+    return item
 
 
 def write(key, metadata=None, *, replace=False, stored=None, owner=None):
@@ -105,10 +105,15 @@ def write(key, metadata=None, *, replace=False, stored=None, owner=None):
     if metadata is not None:
         check_metadata(metadata)
     try:
+        # Built and checked before the transaction: on SQLite every other
+        # writer waits while it runs.
+        new_item = _item_to_create(key, metadata, replace, stored, owner)
         with transaction.atomic():
             item = _locked_item(key)
-            created = item is None and (item := _create(key, metadata, replace, stored, owner)) is not None
-            if not created:
+            created = item is None and Item.objects.insert_new(new_item)
+            if created:
+                item = new_item
+            else:
                 # It existed, or a concurrent writer created it since our look-up.
                 item = item or _locked_item(key)
                 old_content = _updated(item, metadata, replace, stored, owner)

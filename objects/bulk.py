@@ -28,6 +28,8 @@ from itertools import chain
 from django.conf import settings
 from django.http import StreamingHttpResponse
 
+from istore_site.sqlite3.base import yield_to_writer
+
 from . import access, jsontext, keys, payloads, sources, verbs, writing
 from .errors import ApiError, BadRequest
 
@@ -150,6 +152,7 @@ def apply(read, directory, owner=None):
         batch_keys.clear()
 
     for number, raw in enumerate(lines(read, max_line_bytes()), 1):
+        yield_to_writer()
         if raw is TOO_LONG:
             line = BadRequest(f"The line is longer than {max_line_bytes()} bytes.", code="line_too_long")
         elif not raw.strip():

@@ -18,6 +18,8 @@ from django.conf import settings
 from django.db import connections, router, transaction
 from django.utils import timezone
 
+from istore_site.sqlite3.base import yield_to_writer
+
 from . import content as content_store
 from . import jsontext, keyrange, keys, signals, sources
 from .errors import ApiError, BadRequest, NotFound
@@ -269,6 +271,7 @@ def _plan(batch, hashes, rows, owner_id, planned=None, indexes=None):
     for index, write_, key_hash in zip(indexes or range(len(batch)), batch, hashes):
         if write_.delete:
             continue
+        yield_to_writer()
         row = rows.get(key_hash)
         basis = None if row is None else (row[0].id, row[1])
         plan = planned.get(index)

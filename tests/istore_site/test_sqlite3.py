@@ -249,3 +249,69 @@ def test_threads_waiting_for_the_write_lock_all_commit(database):
     path, connection = database
     _insert_from_threads(path, threads=8, count=25)
     assert connection.cursor().execute("SELECT count(*) FROM t").fetchone()[0] == 200, "a write was lost"
+
+
+def _hold_write_lock_in_thread(path, held, release):
+    """A thread that opens a write transaction, signals ``held``, and commits once ``release`` is set."""
+    import threading
+
+    def write():
+        connection = wrapper(path)
+        try:
+            connection.set_autocommit(False, force_begin_transaction_with_broken_autocommit=True)
+            connection.cursor().execute("INSERT INTO t VALUES (1)")
+            held.set()
+            release.wait(10)
+            connection.commit()
+            connection.set_autocommit(True)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    assert held.wait(10), "the writer thread never took the write lock"
+    return thread
+
+
+def test_a_sibling_thread_yields_until_the_writer_commits(database):
+    import threading
+
+    from istore_site.sqlite3.base import yield_to_writer
+
+    path, _ = database
+    held, release = threading.Event(), threading.Event()
+    writer = _hold_write_lock_in_thread(path, held, release)
+    threading.Timer(0.2, release.set).start()
+    started = time.monotonic()
+    yield_to_writer(limit=5)
+    waited = time.monotonic() - started
+    writer.join(10)
+    assert 0.15 < waited < 4, f"yield_to_writer returned after {waited:.3f} s, not when the writer committed (0.2 s)"
+
+
+def test_yielding_to_a_writer_is_bounded_by_its_limit(database):
+    import threading
+
+    from istore_site.sqlite3.base import yield_to_writer
+
+    path, _ = database
+    held, release = threading.Event(), threading.Event()
+    writer = _hold_write_lock_in_thread(path, held, release)
+    try:
+        started = time.monotonic()
+        yield_to_writer(limit=0.05)
+        waited = time.monotonic() - started
+    finally:
+        release.set()
+        writer.join(10)
+    assert waited < 1, f"yield_to_writer waited {waited:.3f} s past its limit of 0.05 s"
+
+
+def test_without_a_writer_yielding_returns_at_once(database):
+    from istore_site.sqlite3.base import yield_to_writer
+
+    path, connection = database
+    insert(connection, 1)  # took and released the lock
+    started = time.monotonic()
+    yield_to_writer(limit=5)
+    assert time.monotonic() - started < 0.01, "yield_to_writer waited with no writer"

@@ -28,7 +28,7 @@ from itertools import chain
 from django.conf import settings
 from django.http import StreamingHttpResponse
 
-from istore_site.sqlite3.base import yield_to_writer
+from istore_site.sqlite3.turns import yield_to_writer
 
 from . import access, jsontext, keys, payloads, sources, verbs, writing
 from .errors import ApiError, BadRequest

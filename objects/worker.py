@@ -37,6 +37,9 @@ API answers everything else (``gunicorn.conf.py`` selects it;
 - **New connections go to the worker process that holds the fewest** (``objects/balancing.py``):
   a connection stays on the process that accepted it, and whichever process
   was quickest to ``accept()`` used to take most of them.
+- **A request waits while a sibling thread holds SQLite's write lock**
+  (``istore_site/sqlite3/turns.py``), up to 20 ms: its work would only slow
+  that writer down, and every writer waiting for the lock with it.
 - **Bodies are read in blocks.** gunicorn's ``Body.read(n)`` gathers ``n``
   bytes 1 KiB at a time, each piece cut from an 8 KiB ``recv`` and the rest
   put back: for a 100 MiB upload, 100,000 rounds of buffer copies that cost
@@ -46,7 +49,7 @@ API answers everything else (``gunicorn.conf.py`` selects it;
   returns is unchanged.
 
 This module imports gunicorn, not Django: gunicorn loads it before the
-application.
+application (``istore_site.sqlite3.turns`` is plain Python).
 """
 import errno
 import io
@@ -63,6 +66,8 @@ from gunicorn.http import body as http_body
 from gunicorn.http import errors as http_errors
 from gunicorn.http import message
 from gunicorn.workers import gthread
+
+from istore_site.sqlite3.turns import yield_to_writer
 
 from .balancing import POLL_SECONDS, YIELD_SECONDS, Board
 
@@ -294,6 +299,7 @@ class ThreadWorker(gthread.ThreadWorker):
             return False
 
     def handle_request(self, req, conn):
+        yield_to_writer()
         read_in_blocks(req)
         self.requests[conn.sock] = _Request(conn.sock)
         try:

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import connections, router, transaction
 from django.utils import timezone
 
-from istore_site.sqlite3.base import yield_to_writer
+from istore_site.sqlite3.turns import yield_to_writer
 
 from . import content as content_store
 from . import jsontext, keyrange, keys, signals, sources

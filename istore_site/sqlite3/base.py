@@ -40,6 +40,8 @@ either no sync running and syncs the WAL for every commit made so far, or one
 running and waits for it and, if that one started before its own commit
 returned, for nothing more. So a process runs one ``fdatasync`` at a time,
 each serving every commit before it (benchmarks/README.md, "Durability").
+The thread holding the lock is recorded (``turns``), for its siblings to
+let it finish before they start CPU-bound work.
 """
 import fcntl
 import os
@@ -50,6 +52,8 @@ from django.db import OperationalError
 from django.db.backends.sqlite3 import base
 
 from objects.durable import sync_directory
+
+from . import turns
 
 FIRST_WAIT, LONGEST_WAIT = 0.00005, 0.001
 
@@ -93,26 +97,6 @@ class _WalSyncs:
 # the grouped WAL syncs. Made anew in a forked child (a thread of the parent may have held them).
 _gates, _wal_syncs, _registry_lock = {}, {}, threading.Lock()
 
-# The thread of this process holding a database's write lock, if any, for its siblings to yield to.
-_writer, _writer_done = None, threading.Condition()
-
-
-def yield_to_writer(limit=0.05):
-    """Wait, up to ``limit`` seconds, while another thread of this process holds the write lock.
-
-    Threads of one process take turns on the GIL, so a sibling's Python
-    work while a thread holds the write lock slows that thread down, and
-    every writer of every process waits longer for it (measured: ``_bulk``
-    from 4 clients on 2 workers went from 25k to 19k lines/s with threads).
-    CPU-bound loops call this between steps; it costs a global's read when
-    no sibling writes. A no-op on other databases (nothing sets the writer).
-    """
-    if _writer is None or _writer == threading.get_ident():
-        return
-    with _writer_done:
-        _writer_done.wait_for(lambda: _writer is None, timeout=limit)
-
-
 def _for_database(registry, name, make):
     with _registry_lock:
         if name not in registry:
@@ -121,11 +105,10 @@ def _for_database(registry, name, make):
 
 
 def _forget_after_fork():
-    global _registry_lock, _writer, _writer_done
+    global _registry_lock
     _gates.clear()
     _wal_syncs.clear()
     _registry_lock = threading.Lock()
-    _writer, _writer_done = None, threading.Condition()
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
@@ -232,20 +215,13 @@ class DatabaseWrapper(base.DatabaseWrapper):
             raise
         self._gate = gate
         self._write_lock_held = True
-        _set_writer(threading.get_ident())
+        turns.holding()
 
     def _release_write_lock(self):
         if self._write_lock_held:
             fcntl.flock(self._write_lock_fd, fcntl.LOCK_UN)
-            _set_writer(None)
+            turns.released()
             self._write_lock_held = False
             self._gate.release()
             self._gate = None
 
-
-def _set_writer(ident):
-    global _writer
-    with _writer_done:
-        _writer = ident
-        if ident is None:
-            _writer_done.notify_all()

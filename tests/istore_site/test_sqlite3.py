@@ -276,7 +276,7 @@ def _hold_write_lock_in_thread(path, held, release):
 def test_a_sibling_thread_yields_until_the_writer_commits(database):
     import threading
 
-    from istore_site.sqlite3.base import yield_to_writer
+    from istore_site.sqlite3.turns import yield_to_writer
 
     path, _ = database
     held, release = threading.Event(), threading.Event()
@@ -292,7 +292,7 @@ def test_a_sibling_thread_yields_until_the_writer_commits(database):
 def test_yielding_to_a_writer_is_bounded_by_its_limit(database):
     import threading
 
-    from istore_site.sqlite3.base import yield_to_writer
+    from istore_site.sqlite3.turns import yield_to_writer
 
     path, _ = database
     held, release = threading.Event(), threading.Event()
@@ -308,7 +308,7 @@ def test_yielding_to_a_writer_is_bounded_by_its_limit(database):
 
 
 def test_without_a_writer_yielding_returns_at_once(database):
-    from istore_site.sqlite3.base import yield_to_writer
+    from istore_site.sqlite3.turns import yield_to_writer
 
     path, connection = database
     insert(connection, 1)  # took and released the lock

@@ -150,7 +150,10 @@ def delete_tree(prefix):
     """Delete every item under the directory ``prefix``; return the count."""
     with transaction.atomic():
         ids, deleted_keys, names = [], [], []
-        for row in keyrange.walk(Item.objects.filter(keyrange.under(prefix)).values("id", "key", "content_name")):
+        # Locked as read (PostgreSQL): a concurrent delete of the tree waits, then finds the rows
+        # gone, rather than deleting and recording them a second time.
+        rows = Item.objects.filter(keyrange.under(prefix)).select_for_update().values("id", "key", "content_name")
+        for row in keyrange.walk(rows):
             ids.append(row["id"])
             deleted_keys.append(row["key"])
             if row["content_name"]:

@@ -37,3 +37,53 @@ def test_concurrent_writers_to_many_keys(server):
     assert statuses.count(201) == 5
     listing = requests.get(f"{server}/many/", timeout=10).json()
     assert sum(len(item["metadata"]) for item in listing) == 40
+
+
+def test_concurrent_deletes_of_one_directory_record_each_key_once(transactional_db):
+    """The second deleter must wait for the first and then find nothing: a follower of the change
+    feed sees one delete per item, not one per deleter."""
+    import threading
+    import time
+
+    from django.db import connection
+
+    from feed.models import Change
+    from objects import signals, writing
+    from objects.models import Item
+
+    for name in ("a", "b", "c"):
+        writing.write(f"/gone/{name}", {"n": 1})
+    first_read, release = threading.Event(), threading.Event()
+
+    def hold_the_first(sender, **kwargs):
+        if threading.current_thread().name == "first":
+            first_read.set()
+            release.wait(10)
+
+    signals.items_deleting.connect(hold_the_first, sender=Item, dispatch_uid="test.hold_the_first")
+    deleted, errors = {}, []
+
+    def delete_tree(name):
+        try:
+            deleted[name] = writing.delete_tree("/gone/")
+        except Exception as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    try:
+        first = threading.Thread(target=delete_tree, args=("first",), name="first")
+        first.start()
+        assert first_read.wait(10), "the first deleter never read its rows"
+        second = threading.Thread(target=delete_tree, args=("second",), name="second")
+        second.start()
+        time.sleep(0.3)  # the second deleter reads the directory now, unless it waits for the first
+        release.set()
+        first.join(30)
+        second.join(30)
+    finally:
+        signals.items_deleting.disconnect(sender=Item, dispatch_uid="test.hold_the_first")
+    assert not errors, f"a deleter failed: {errors}"
+    assert deleted == {"first": 3, "second": 0}, f"items deleted by each: {deleted}"
+    recorded = sorted(Change.objects.filter(op=Change.DELETE).values_list("key", flat=True))
+    assert recorded == ["/gone/a", "/gone/b", "/gone/c"], f"delete changes recorded: {recorded}"

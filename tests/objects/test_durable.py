@@ -31,7 +31,9 @@ DATA = os.urandom(5000)
 
 
 class Steps(list):
-    """What happened, in order: ``("sync", path)``, ``("statement", {str params})``, ``("commit", None)``."""
+    """What happened, in order: ``("sync", path)``, ``("statement", {str params})``, ``("commit", None)``.
+    (On PostgreSQL a new item's row travels as one JSON text parameter: a name is looked for inside
+    the parameters, not only as one.)"""
 
     def index_of(self, kind, match, after=-1):
         for index in range(after + 1, len(self)):
@@ -69,7 +71,7 @@ def steps(monkeypatch, transactional_db):
 def assert_durable_before_visible(steps, name):
     path = os.path.realpath(default_storage.path(name))
     root = os.path.realpath(default_storage.location)
-    written = steps.index_of("statement", lambda names: name in names)
+    written = steps.index_of("statement", lambda params: any(name in param for param in params))
     assert written is not None, f"no statement named {name}"
     commit = steps.index_of("commit", lambda _: True, after=written)
     assert commit is not None, "the statement that names the content was never committed"

@@ -119,7 +119,7 @@ def write(key, metadata=None, *, replace=False, stored=None, owner=None):
                 # It existed, or a concurrent writer created it since our look-up.
                 item = item or _locked_item(key)
                 old_content = _updated(item, metadata, replace, stored, owner)
-                item.save()
+                Item.objects.save_row(item)
                 if old_content:
                     transaction.on_commit(lambda: _forget_content(old_content))
             signals.items_saved.send(sender=Item, items=[item], created_ids={item.id} if created else set())

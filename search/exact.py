@@ -364,15 +364,18 @@ def search(directory, field, dim, queries, limit, max_distance=None):
         # Inside a transaction, rows read may be its own writes, yet to be
         # rolled back (and their ids reused, on SQLite): read afresh, cache nothing.
         return ranked(fetch(rows_under(field, dim, directory), dim, space=space))
+    from . import freshness  # it reads rows through this module
+
     snapshot = cached_snapshot(directory, field, dim)
     if snapshot is None:
         snapshot = load_snapshot(directory, field, dim)
+    # The rows written since the snapshot, walked once per process (search.freshness) rather
+    # than on every search through every directory's rows of the field written since.
+    changed = freshness.written_since(directory, field, dim, snapshot.watermark,
+                                      max(RELOAD_AFTER, len(snapshot) // 16))
+    if changed is None:  # many writes since: start afresh
+        snapshot = load_snapshot(directory, field, dim)
         changed = changed_since(directory, field, dim, snapshot.watermark)
-    else:
-        changed = changed_since(directory, field, dim, snapshot.watermark)
-        if len(changed) > max(RELOAD_AFTER, len(snapshot) // 16):
-            snapshot = load_snapshot(directory, field, dim)  # many writes since: start afresh
-            changed = changed_since(directory, field, dim, snapshot.watermark)
     candidates = verified_shortlist(snapshot, directory, field, queries, limit)
     if candidates is None:  # rows vanishing as we look: read everything afresh
         return ranked(fetch(rows_under(field, dim, directory), dim, space=space))

@@ -181,6 +181,21 @@ def test_snapshot_reloaded_after_many_writes(api_tx, monkeypatch):
     assert second is not first and len(second) == 16 and second.watermark > first.watermark
 
 
+def test_rows_written_elsewhere_since_the_snapshot_are_walked_once(api_tx, monkeypatch):
+    fill(api_tx, "/cache/", 10)
+    search(api_tx, "/cache/", vector=[1, 0], by="v")
+    fill(api_tx, "/elsewhere/", 30)  # the same field, written after the snapshot, in another directory
+    post_item(api_tx, "/cache/new", {"v": [1, -0.001]})
+    assert keys_of(search(api_tx, "/cache/", vector=[1, -0.001], by="v", limit=1)) == ["/cache/new"], (
+        "a row written under the directory since the snapshot is found")
+    walks = []
+    rows_under = exact.rows_under
+    monkeypatch.setattr(exact, "rows_under", lambda *args, **kwargs: walks.append(kwargs) or rows_under(*args, **kwargs))
+    assert keys_of(search(api_tx, "/cache/", vector=[1, -0.001], by="v", limit=1)) == ["/cache/new"], (
+        "and found again when the search remembers it")
+    assert walks == [], f"a search with nothing written since the last one walked the rows again: {walks}"
+
+
 def test_snapshot_cache_budget(api_tx, settings):
     settings.ISTORE_SEARCH_CACHE_BYTES = 100
     fill(api_tx, "/cache/", 20)

@@ -12,8 +12,8 @@ Finding the pairs:
 - up to ``EXACT_MAX`` items, every pair is compared exactly, in blocks (bit
   counts per 64-bit word for the hashes, one matrix product for embeddings);
 - above, an HNSW graph of the directory's vectors is built in memory with
-  usearch (binary Hamming for the hashes, inner product over 8-bit
-  quantised embeddings)
+  usearch (binary Hamming for the hashes, cosine over 8-bit quantised
+  embeddings, each row rescaled to use the 8 bits)
   and each item asks it for its ``NEIGHBOURS`` nearest (and the hashes their
   mirror's); the candidate pairs within the threshold are then checked
   exactly. An item with more than NEIGHBOURS copies still joins their group
@@ -115,11 +115,14 @@ def _graph_pairs(space, dim, matrix, mirrors, max_distance, progress):
     from usearch.index import Index
 
     params = space.index_params(dim)
-    # Embeddings go into the graph as 8-bit integers: 5x faster to build and
-    # search than floats here, a quarter of the memory, and the candidates it
-    # gives are checked exactly afterwards.
-    dtype = "i8" if space is spaces.ANGULAR else params["dtype"]
-    index = Index(ndim=params["ndim"], metric=params["metric"], dtype=dtype,
+    if space is spaces.ANGULAR:
+        # Embeddings go into the graph as 8-bit integers: 5x faster to build and
+        # search than floats here, a quarter of the memory, and the candidates it
+        # gives are checked exactly afterwards. Each row rescaled as an i8 search
+        # index's (spaces.Angular.index_rows): truncated as they are, the numbers
+        # of a 1280-long unit vector keep a bit or two.
+        params = dict(params, dtype="i8", metric="cos")
+    index = Index(ndim=params["ndim"], metric=params["metric"], dtype=params["dtype"],
                   connectivity=params["connectivity"], expansion_add=params["expansion_add"])
     n = len(matrix)
     labels = np.arange(n, dtype=np.uint64)
@@ -128,10 +131,10 @@ def _graph_pairs(space, dim, matrix, mirrors, max_distance, progress):
         progress(done // 2, n)
         return True
 
-    index.add(labels, matrix, threads=THREADS, progress=added)
+    index.add(labels, space.index_rows(matrix, params), threads=THREADS, progress=added)
     index.expansion_search = max(settings.ISTORE_SEARCH_EXPANSION, 2 * NEIGHBOURS)
     count = min(n, NEIGHBOURS + 1)
-    queries = [matrix] if mirrors is None else [matrix, mirrors]
+    queries = [space.index_rows(rows, params) for rows in ([matrix] if mirrors is None else [matrix, mirrors])]
     # Each item's neighbours (and its mirror's), as one (n, k) array of row numbers.
     neighbours = np.hstack([index.search(query, count, threads=THREADS).keys for query in queries])
     found = []

@@ -99,7 +99,7 @@ class BatchRows:
         by_hash = {item.key_hash: item for item in items}
         if connection_.vendor == "postgresql":
             return self._insert_columns(items, metadata_texts, now, db, by_hash)
-        columns, head, row, tail = self._insert_statement(db)
+        columns, (head, row, tail) = self._columns(db), self._insert_statement(db)
         stamp = self.model._meta.get_field("created").get_db_prep_save(now, connection_)
         inserted = set()
         with connection_.cursor() as cursor:
@@ -109,26 +109,32 @@ class BatchRows:
                 for item, text in zip(chunk, metadata_texts[start : start + 500]):
                     item.created = item.updated = now
                     params += [text if attname == "metadata" else stamp if is_time else prepare(getattr(item, attname))
-                               for attname, is_time, prepare in columns]
+                               for attname, _, is_time, prepare in columns]
                 cursor.execute(head + ", ".join([row] * len(chunk)) + tail, params)
                 inserted |= _saved(cursor.fetchall(), by_hash, db)
         return inserted
 
+    def _columns(self, db):
+        """``(attname, column, is_time, prepare)`` of every column but the id, for the statements
+        of this module on ``db``, worked out once per manager: ``prepare`` makes a field's query
+        parameter of a value."""
+        cache = self.__dict__.setdefault("_columns_by_db", {})
+        if db not in cache:
+            cache[db] = [(f.attname, f.column, isinstance(f, models.DateTimeField), _preparer(f, connections[db]))
+                         for f in self.model._meta.concrete_fields if not f.primary_key]
+        return cache[db]
+
     def _insert_statement(self, db):
-        """``(columns, head, row, tail)`` of insert_many's statement on SQLite, written once per manager:
-        ``columns`` are ``(attname, is_time, prepare)``, ``prepare`` making a field's query parameter
-        of a value."""
+        """``(head, row, tail)`` of insert_many's statement on SQLite, written once per manager."""
         cache = self.__dict__.setdefault("_insert_statements", {})
         if db not in cache:
-            connection_ = connections[db]
-            quote = connection_.ops.quote_name
-            fields = [f for f in self.model._meta.concrete_fields if not f.primary_key]
-            columns = [(f.attname, isinstance(f, models.DateTimeField), _preparer(f, connection_)) for f in fields]
-            head = (f"INSERT INTO {quote(self.model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
-                    "VALUES ")
-            row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+            quote = connections[db].ops.quote_name
+            columns = self._columns(db)
+            head = (f"INSERT INTO {quote(self.model._meta.db_table)} "
+                    f"({', '.join(quote(column) for _, column, _, _ in columns)}) VALUES ")
+            row = "(" + ", ".join(["%s"] * len(columns)) + ")"
             tail = f" ON CONFLICT DO NOTHING RETURNING {quote('id')}, {quote('key_hash')}"
-            cache[db] = columns, head, row, tail
+            cache[db] = head, row, tail
         return cache[db]
 
     def _insert_columns(self, items, metadata_texts, now, db, by_hash):
@@ -158,18 +164,15 @@ class BatchRows:
         without its query compilation, which was a third of a merge's time under SQLite's
         write lock. No ``pre_save``/``post_save`` is sent (nothing receives them for Item)."""
         db = router.db_for_write(self.model)
-        connection_ = connections[db]
+        columns = self._columns(db)
         cache = self.__dict__.setdefault("_update_statements", {})
         if db not in cache:
-            quote = connection_.ops.quote_name
-            fields = [f for f in self.model._meta.concrete_fields if not f.primary_key]
-            cache[db] = ([(f.attname, _preparer(f, connection_)) for f in fields],
-                         f"UPDATE {quote(self.model._meta.db_table)} SET "
-                         f"{', '.join(quote(f.column) + ' = %s' for f in fields)} WHERE {quote('id')} = %s")
-        columns, statement = cache[db]
+            quote = connections[db].ops.quote_name
+            cache[db] = (f"UPDATE {quote(self.model._meta.db_table)} SET "
+                         f"{', '.join(quote(column) + ' = %s' for _, column, _, _ in columns)} WHERE {quote('id')} = %s")
         item.updated = timezone.now()
-        with connection_.cursor() as cursor:
-            cursor.execute(statement, [prepare(getattr(item, attname)) for attname, prepare in columns] + [item.pk])
+        with connections[db].cursor() as cursor:
+            cursor.execute(cache[db], [prepare(getattr(item, attname)) for attname, _, _, prepare in columns] + [item.pk])
 
     def update_many(self, items, metadata_texts, owner=None, updated=None):
         """UPDATE the metadata (``metadata_texts``: each item's as ``json_parameter`` text), ``updated``

@@ -97,6 +97,7 @@ class _WalSyncs:
 # the grouped WAL syncs. Made anew in a forked child (a thread of the parent may have held them).
 _gates, _wal_syncs, _registry_lock = {}, {}, threading.Lock()
 
+
 def _for_database(registry, name, make):
     with _registry_lock:
         if name not in registry:
@@ -224,4 +225,3 @@ class DatabaseWrapper(base.DatabaseWrapper):
             self._write_lock_held = False
             self._gate.release()
             self._gate = None
-

@@ -62,16 +62,18 @@ def _locked_item(key):
 
 
 def _updated(item, metadata, replace, stored, owner=None):
-    """Apply a write to ``item`` in memory; return the blob name it replaced."""
+    """Apply a write to ``item`` in memory, ``metadata`` already checked (``write``); return the
+    blob name it replaced."""
     if owner is not None:
         item.owner = owner
     if replace:
         new_metadata = metadata if metadata is not None else {}
     elif metadata is not None:
         new_metadata = merge_patch(item.metadata, metadata)
+        if item.metadata:  # onto nothing, a patch leaves a part of itself: no larger, no deeper
+            check_metadata(new_metadata)
     else:
-        new_metadata = item.metadata
-    check_metadata(new_metadata)
+        new_metadata = check_metadata(item.metadata)
     item.metadata = new_metadata
     if stored is None:
         return None

@@ -3,12 +3,14 @@ database, and a commit returns once the WAL holding it is synced."""
 import fcntl
 import multiprocessing
 import os
+import threading
 import time
 
 import pytest
 from django.db import OperationalError
 
 from istore_site.sqlite3.base import DatabaseWrapper
+from istore_site.sqlite3.turns import yield_to_writer
 
 
 def wrapper(path, timeout=5, init_command=""):
@@ -186,7 +188,6 @@ def slow_wal_syncs(monkeypatch):
     """Spies on fdatasync: every WAL sync takes 20 ms more, and records the rows of ``t`` that were
     committed when it started, and when it ended: ``[(rows, ended)]``."""
     import sqlite3
-    import threading
 
     seen, lock = [], threading.Lock()
     real = os.fdatasync
@@ -210,8 +211,6 @@ def slow_wal_syncs(monkeypatch):
 def _insert_from_threads(path, threads, count):
     """``count`` inserts from each of ``threads`` threads, each with its own connection; ``{value: time the
     insert returned}``."""
-    import threading
-
     returned, errors = {}, []
 
     def write(first):
@@ -253,8 +252,6 @@ def test_threads_waiting_for_the_write_lock_all_commit(database):
 
 def _hold_write_lock_in_thread(path, held, release):
     """A thread that opens a write transaction, signals ``held``, and commits once ``release`` is set."""
-    import threading
-
     def write():
         connection = wrapper(path)
         try:
@@ -274,10 +271,6 @@ def _hold_write_lock_in_thread(path, held, release):
 
 
 def test_a_sibling_thread_yields_until_the_writer_commits(database):
-    import threading
-
-    from istore_site.sqlite3.turns import yield_to_writer
-
     path, _ = database
     held, release = threading.Event(), threading.Event()
     writer = _hold_write_lock_in_thread(path, held, release)
@@ -290,10 +283,6 @@ def test_a_sibling_thread_yields_until_the_writer_commits(database):
 
 
 def test_yielding_to_a_writer_is_bounded_by_its_limit(database):
-    import threading
-
-    from istore_site.sqlite3.turns import yield_to_writer
-
     path, _ = database
     held, release = threading.Event(), threading.Event()
     writer = _hold_write_lock_in_thread(path, held, release)
@@ -308,8 +297,6 @@ def test_yielding_to_a_writer_is_bounded_by_its_limit(database):
 
 
 def test_without_a_writer_yielding_returns_at_once(database):
-    from istore_site.sqlite3.turns import yield_to_writer
-
     path, connection = database
     insert(connection, 1)  # took and released the lock
     started = time.monotonic()

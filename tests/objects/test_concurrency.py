@@ -1,8 +1,15 @@
-"""Concurrent writers through a live server with threads (§3)."""
+"""Concurrent writers through a live server with threads (§3), and concurrent deletes of one tree."""
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+from django.db import connection
+
+from feed.models import Change
+from objects import signals, writing
+from objects.models import Item
 
 WRITERS = 20
 
@@ -42,15 +49,6 @@ def test_concurrent_writers_to_many_keys(server):
 def test_concurrent_deletes_of_one_directory_record_each_key_once(transactional_db):
     """The second deleter must wait for the first and then find nothing: a follower of the change
     feed sees one delete per item, not one per deleter."""
-    import threading
-    import time
-
-    from django.db import connection
-
-    from feed.models import Change
-    from objects import signals, writing
-    from objects.models import Item
-
     for name in ("a", "b", "c"):
         writing.write(f"/gone/{name}", {"n": 1})
     first_read, release = threading.Event(), threading.Event()
